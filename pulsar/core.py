@@ -1,0 +1,183 @@
+"""The application object: configuration -> job services (one per manager), token, version.
+
+`PulsarApp(**options)` takes the options of `app.yml` (already merged with server.ini and
+the environment by `pulsar.config`), builds every manager and its job service, recovers
+unfinished jobs, and starts the back-ends.  It has no HTTP knowledge; `pulsar.web` wraps it.
+Galaxy's embedded runners construct it directly with keyword arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pulsar import __version__, protocol
+from pulsar.errors import ConfigurationError, NotFound
+from pulsar.jobs.script import ScriptOptions
+from pulsar.jobs.service import JobService, ServiceSettings
+from pulsar.jobs.store import JobStore
+from pulsar.managers.registry import build_manager
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STAGING_DIRECTORY = "files/staging"
+DEFAULT_PERSISTENCE_DIRECTORY = "files/persisted_data"
+DEFAULT_MAX_REQUEST_LINE = 1024 * 1024
+
+#: App-level options every manager inherits unless it sets its own.
+INHERITED_OPTIONS = (
+    "assign_ids",
+    "galaxy_home",
+    "debug",
+    "maximum_stream_size",
+    "job_directory_mode",
+    "staging_directory",
+    "tool_dependency_dir",
+    "max_job_attempts",
+    "fsync_uploads",
+)
+_SYSTEM_PROPERTY_OPTIONS = (
+    "galaxy_home",
+    "galaxy_virtual_env",
+    "galaxy_config_file",
+    "galaxy_dataset_files_path",
+    "galaxy_datatypes_config_file",
+)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def parse_mode(value: Any, key: str = "job_directory_mode") -> int | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        raise ConfigurationError(f"{key} must be an octal mode such as '0770', not {value!r}") from None
+
+
+def manager_definitions(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`managers:` (a map) or `manager:` (one) or the default local queue."""
+    managers = options.get("managers")
+    single = options.get("manager")
+    if managers and single:
+        raise ConfigurationError("set either 'managers' or 'manager', not both")
+    if managers:
+        if not isinstance(managers, Mapping):
+            raise ConfigurationError("'managers' must map manager names to their options")
+        return {str(name): dict(value or {}) for name, value in managers.items()}
+    if single:
+        if not isinstance(single, Mapping):
+            raise ConfigurationError("'manager' must be a mapping of manager options")
+        return {str(single.get("name", protocol.DEFAULT_MANAGER_NAME)): dict(single)}
+    return {protocol.DEFAULT_MANAGER_NAME: {"type": "queued_python"}}
+
+
+def _service_settings(name: str, options: Mapping[str, Any]) -> ServiceSettings:
+    staging = Path(os.path.abspath(str(options.get("staging_directory") or DEFAULT_STAGING_DIRECTORY)))
+    assign_ids = str(options.get("assign_ids") or "galaxy")
+    if assign_ids not in ("galaxy", "uuid", "none"):
+        raise ConfigurationError(f"manager {name}: assign_ids must be 'galaxy' or 'uuid', not {assign_ids!r}")
+    env = {key[len("env_"):]: str(value) for key, value in options.items() if key.startswith("env_")}
+    galaxy_home = options.get("galaxy_home") or os.environ.get("GALAXY_HOME")
+    galaxy_virtual_env = options.get("galaxy_virtual_env") or os.environ.get("GALAXY_VIRTUAL_ENV")
+    properties = {key: options[key] for key in _SYSTEM_PROPERTY_OPTIONS if options.get(key)}
+    if galaxy_home:
+        properties["galaxy_home"] = galaxy_home
+    if galaxy_virtual_env:
+        properties["galaxy_virtual_env"] = galaxy_virtual_env
+    return ServiceSettings(
+        staging_root=staging,
+        assign_ids=assign_ids,
+        maximum_stream_size=int(options.get("maximum_stream_size", protocol.DEFAULT_MAXIMUM_STREAM_SIZE)),
+        job_directory_mode=parse_mode(options.get("job_directory_mode")),
+        debug=_truthy(options.get("debug", False)),
+        system_properties=properties,
+        script=ScriptOptions(
+            env=env,
+            galaxy_home=galaxy_home,
+            galaxy_virtual_env=galaxy_virtual_env,
+            tmp_dir=options.get("tmp_dir"),
+            tool_dependency_dir=options.get("tool_dependency_dir"),
+        ),
+        job_name_template=str(options.get("job_name_template") or "pulsar_$job_id"),
+        max_job_attempts=int(options.get("max_job_attempts", 3)),
+        fsync_uploads=_truthy(options.get("fsync_uploads", True)),
+    )
+
+
+def _remote_staging_hooks() -> tuple[Any, Any]:
+    try:
+        from pulsar.jobs import remote_staging
+    except ImportError:
+        return None, None
+    return remote_staging.stage_in, remote_staging.stage_out
+
+
+class PulsarApp:
+    """The server without HTTP.  Construct, then hand to `pulsar.web.wsgi.build_wsgi_app`."""
+
+    def __init__(self, **options: Any):
+        self.options = options
+        self.version = __version__
+        token = options.get("private_token")
+        self.private_token: str | None = str(token) if token not in (None, "") else None
+        self.max_request_line = int(options.get("max_request_line") or DEFAULT_MAX_REQUEST_LINE)
+        persistence = options.get("persistence_directory", DEFAULT_PERSISTENCE_DIRECTORY)
+        self.persistence_directory = (
+            None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
+        )
+        stage_in, stage_out = _remote_staging_hooks()
+        self.services: dict[str, JobService] = {}
+        try:
+            for name, manager_options in manager_definitions(options).items():
+                merged = {key: options[key] for key in INHERITED_OPTIONS if key in options}
+                merged.update(manager_options)
+                store_dir = None if self.persistence_directory is None else self.persistence_directory / name
+                service = JobService(
+                    name,
+                    build_manager(name, merged),
+                    JobStore(store_dir),
+                    _service_settings(name, merged),
+                    stage_in=stage_in,
+                    stage_out=stage_out,
+                )
+                self.services[name] = service
+            for service in self.services.values():
+                service.start()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def service(self, name: str | None) -> JobService:
+        key = name or protocol.DEFAULT_MANAGER_NAME
+        try:
+            return self.services[key]
+        except KeyError:
+            raise NotFound(f"no manager named {key!r}") from None
+
+    # Names the embedded (in-process) client of Galaxy looks for.
+    @property
+    def managers(self) -> dict[str, JobService]:
+        return self.services
+
+    @property
+    def only_manager(self) -> JobService:
+        if len(self.services) != 1:
+            raise NotFound("more than one manager is configured; name one")
+        return next(iter(self.services.values()))
+
+    def shutdown(self) -> None:
+        for service in self.services.values():
+            try:
+                service.shutdown()
+            except Exception:
+                log.exception("shutting down manager %s failed", service.name)

@@ -1,0 +1,44 @@
+"""Errors the job layer raises, each carrying the HTTP status the web layer answers with.
+
+Domain code raises these; `pulsar.web` turns them into `{"error": ..., "detail": ...}`
+responses.  Anything else that escapes a handler is a server fault (500, logged with a
+traceback).
+"""
+
+from __future__ import annotations
+
+
+class PulsarError(Exception):
+    """Base class. `http_status` is what a client sees; `error` is a short stable code."""
+
+    http_status = 500
+    error = "server_error"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidArgument(PulsarError):
+    """A request argument is missing, malformed, or names something outside its directory."""
+
+    http_status = 400
+    error = "invalid_argument"
+
+
+class NotFound(PulsarError):
+    """The named file, job or manager does not exist."""
+
+    http_status = 404
+    error = "not_found"
+
+
+class Conflict(PulsarError):
+    """The request does not fit the job's current state (e.g. a directory where a file is expected)."""
+
+    http_status = 409
+    error = "conflict"
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; the message names the key and the file."""

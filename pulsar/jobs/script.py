@@ -1,0 +1,179 @@
+"""The job script, `command.sh`: everything a job needs around the tool's command line.
+
+The script, not the back-end, records the tool's exit code (in `<job>/return_code`,
+written atomically), so the code survives the server, a scheduler that forgets finished
+jobs, and a restart.  It snapshots `working`, `outputs` and `configs` before the first run
+and restores them before every later run, so a job killed together with the server can be
+run again from the state it was submitted in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from pulsar import protocol
+from pulsar.jobs.directory import JobDirectory
+
+SNAPSHOT_DIRECTORIES = (protocol.WORKING_DIR, protocol.OUTPUTS_DIR, protocol.CONFIGS_DIR)
+INTEGRITY_CHECK_VARIABLE = "ABC_TEST_JOB_SCRIPT_INTEGRITY_XYZ"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptOptions:
+    """Manager-level settings that shape every job script."""
+
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # from `env_<NAME>` options
+    galaxy_home: str | None = None
+    galaxy_virtual_env: str | None = None
+    tmp_dir: str | bool | None = None  # None/True: per-job tmp/; a string: shell expression
+    tool_dependency_dir: str | None = None
+
+
+def _q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def env_statements(env: Sequence[Mapping[str, Any]], manager_env: Mapping[str, str]) -> list[str]:
+    """Shell lines for the client's env descriptors, then the manager's `env_*` options.
+
+    Non-raw values are double-quoted so `$VAR` references still expand, as Galaxy's
+    destination env entries expect; raw values are emitted verbatim.
+    """
+    lines = []
+    for entry in env:
+        if "file" in entry:
+            lines.append(f". {_q(entry['file'])}")
+        elif "execute" in entry:
+            lines.append(str(entry["execute"]))
+        else:
+            value = "" if entry.get("value") is None else str(entry["value"])
+            if not entry.get("raw"):
+                value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"export {entry['name']}={value}")
+    for name, value in manager_env.items():
+        lines.append(f"export {name}={_q(value)}")
+    return lines
+
+
+def dependency_statements(description: Mapping[str, Any] | None, tool_dependency_dir: str | None) -> list[str]:
+    """Source `<tool_dependency_dir>/<name>/<version>/env.sh` for each package requirement found.
+
+    This is the layout of Galaxy's `galaxy_packages` resolver; requirements with no match
+    are left to the job's environment.
+    """
+    if not description or not tool_dependency_dir:
+        return []
+    lines = []
+    base = Path(tool_dependency_dir)
+    for requirement in description.get("requirements") or []:
+        if not isinstance(requirement, dict) or requirement.get("type", "package") != "package":
+            continue
+        name, version = str(requirement.get("name", "")), str(requirement.get("version") or "default")
+        if not name or "/" in name or "/" in version or name.startswith("."):
+            continue
+        for candidate in (base / name / version / "env.sh", base / name / "default" / "env.sh"):
+            if candidate.is_file():
+                lines.append(f". {_q(candidate)}")
+                break
+    return lines
+
+
+_SLOTS = r"""
+if [ -n "$SLURM_CPUS_ON_NODE" ]; then GALAXY_SLOTS="$SLURM_CPUS_ON_NODE"
+elif [ -n "$SLURM_NTASKS" ] && [ -n "$SLURM_CPUS_PER_TASK" ]; then GALAXY_SLOTS=$((SLURM_NTASKS * SLURM_CPUS_PER_TASK))
+elif [ -n "$NSLOTS" ]; then GALAXY_SLOTS="$NSLOTS"
+elif [ -n "$NCPUS" ]; then GALAXY_SLOTS="$NCPUS"
+elif [ -n "$PBS_NCPUS" ]; then GALAXY_SLOTS="$PBS_NCPUS"
+elif [ -f "$PBS_NODEFILE" ]; then GALAXY_SLOTS=$(wc -l < "$PBS_NODEFILE")
+elif [ -n "$LSB_DJOB_NUMPROC" ]; then GALAXY_SLOTS="$LSB_DJOB_NUMPROC"
+elif [ -n "$GALAXY_SLOTS" ]; then :
+else GALAXY_SLOTS=1; GALAXY_SLOTS_UNSET=1
+fi
+[ -z "$GALAXY_SLOTS_UNSET" ] && export GALAXY_SLOTS_CONFIGURED=1
+export GALAXY_SLOTS
+if [ -n "$SLURM_MEM_PER_NODE" ]; then GALAXY_MEMORY_MB="$SLURM_MEM_PER_NODE"
+elif [ -n "$SLURM_MEM_PER_CPU" ]; then GALAXY_MEMORY_MB=$((SLURM_MEM_PER_CPU * GALAXY_SLOTS))
+fi
+if [ -n "$GALAXY_MEMORY_MB" ]; then
+    export GALAXY_MEMORY_MB
+    export GALAXY_MEMORY_MB_PER_SLOT=$((GALAXY_MEMORY_MB / GALAXY_SLOTS))
+fi
+"""
+
+
+def _snapshot_lines(job_dir: str) -> list[str]:
+    lines = [f"cd {job_dir} || exit 1"]
+    for name in SNAPSHOT_DIRECTORIES:
+        orig = f"{name}.orig"
+        lines.append(
+            f"if [ -d {orig} ]; then rm -rf {name} && cp -a {orig} {name}; "
+            f"elif [ -d {name} ]; then rm -rf {orig}.tmp && cp -a {name} {orig}.tmp && mv {orig}.tmp {orig}; fi"
+        )
+    return lines
+
+
+def render_job_script(
+    job_directory: JobDirectory,
+    command_line: str,
+    *,
+    options: ScriptOptions,
+    env: Sequence[Mapping[str, Any]] = (),
+    dependencies_description: Mapping[str, Any] | None = None,
+    preserve_galaxy_python_environment: bool = False,
+    headers: Sequence[str] = (),
+) -> str:
+    job_dir = _q(job_directory.path)
+    working = _q(job_directory.working)
+    home = _q(job_directory.sub(protocol.HOME_DIR))
+    if isinstance(options.tmp_dir, str) and options.tmp_dir.lower() not in ("true", "false", ""):
+        tmp_expr = options.tmp_dir  # a shell expression chosen by the admin
+        make_tmp = 'mkdir -p "$_GALAXY_JOB_TMP_DIR"'
+    else:
+        tmp_expr = _q(job_directory.sub(protocol.TMP_DIR))
+        make_tmp = 'rm -rf "$_GALAXY_JOB_TMP_DIR" && mkdir -p "$_GALAXY_JOB_TMP_DIR"'
+    return_code = _q(job_directory.sub(protocol.RETURN_CODE_FILE))
+    return_code_tmp = _q(str(job_directory.sub(protocol.RETURN_CODE_FILE)) + ".tmp")
+    galaxy_lib = f"{options.galaxy_home}/lib" if options.galaxy_home else "None"
+
+    lines = ["#!/bin/bash", *headers, "# Job script generated by Pulsar; runs the tool and records its exit code."]
+    lines += [
+        f'if [ -n "${INTEGRITY_CHECK_VARIABLE}" ]; then exit 42; fi',
+        _SLOTS.strip(),
+        "export PYTHONWARNINGS=ignore",
+        f"export GALAXY_LIB={_q(galaxy_lib)}",
+        f"export PRESERVE_GALAXY_ENVIRONMENT={_q(str(bool(preserve_galaxy_python_environment)))}",
+    ]
+    if options.galaxy_virtual_env:
+        lines.append(f"export GALAXY_VIRTUAL_ENV={_q(options.galaxy_virtual_env)}")
+    lines += [
+        f"export _GALAXY_JOB_DIR={working}",
+        f"export _GALAXY_JOB_HOME_DIR={home}",
+        f"export _GALAXY_JOB_TMP_DIR={tmp_expr}",
+        'mkdir -p "$_GALAXY_JOB_HOME_DIR"',
+        make_tmp,
+        *env_statements(env, options.env),
+    ]
+    if preserve_galaxy_python_environment and options.galaxy_home:
+        lines.append('export PYTHONPATH="$GALAXY_LIB${PYTHONPATH:+:$PYTHONPATH}"')
+    lines += [
+        'if [ -n "$GALAXY_VIRTUAL_ENV" ] && [ -f "$GALAXY_VIRTUAL_ENV/bin/activate" ] '
+        '&& [ "$VIRTUAL_ENV" != "$GALAXY_VIRTUAL_ENV" ]; then . "$GALAXY_VIRTUAL_ENV/bin/activate"; fi',
+        'export TMPDIR="${TMPDIR:-${TMP:-${TEMP:-$_GALAXY_JOB_TMP_DIR}}}"',
+        'export TMP="${TMP:-$TMPDIR}" TEMP="${TEMP:-$TMPDIR}"',
+        'export GALAXY_PYTHON="$(command -v python3 || command -v python || echo python)"',
+        *_snapshot_lines(job_dir),
+        f"cd {working} || exit 1",
+    ]
+    deps = dependency_statements(dependencies_description, options.tool_dependency_dir)
+    body = "; ".join(deps + [command_line])
+    lines += [
+        f"(\n{body}\n)",
+        "return_code=$?",
+        f'printf "%d\\n" "$return_code" > {return_code_tmp} && mv -f {return_code_tmp} {return_code}',
+        'exit "$return_code"',
+        "",
+    ]
+    return "\n".join(lines)

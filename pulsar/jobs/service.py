@@ -1,0 +1,486 @@
+"""The job service: what the HTTP routes of one manager do, and the job state machine.
+
+One `JobService` per configured manager.  It owns the job directories under its staging
+root, the persisted job records, and the hand-off to its back-end (`pulsar.managers`).
+Every state transition is written to the job store before it is acted on, so a restart
+finds each job where it was and `recover()` carries it on.  Back-ends report through the
+`ManagerEvents` methods below, from their own threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pulsar import __version__, protocol
+from pulsar.errors import InvalidArgument, NotFound
+from pulsar.jobs import status as status_doc
+from pulsar.jobs.directory import JobDirectory, parse_path_type
+from pulsar.jobs.ids import assign_job_id, validate_job_id
+from pulsar.jobs.script import ScriptOptions, render_job_script
+from pulsar.jobs.state import JobRecord, JobState
+from pulsar.jobs.store import JobStore
+from pulsar.jobs.submit import SubmitRequest, parse_submit_args
+from pulsar.managers.base import LaunchError, LaunchSpec, Manager
+from pulsar.protocol import PathType, Status
+from pulsar.util.fileio import Readable, StreamResult, atomic_write_json, atomic_write_text, read_json, stream_to_file
+
+log = logging.getLogger(__name__)
+
+LAUNCH_CONFIG = "launch_config"
+_LOCK_STRIPES = 64
+
+#: remote staging hooks: (job directory, remote_staging, is_cancelled) -> ...
+StageIn = Callable[[JobDirectory, dict, Callable[[], bool]], None]
+StageOut = Callable[[JobDirectory, dict, Callable[[], bool]], list]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceSettings:
+    staging_root: Path
+    assign_ids: str = "galaxy"
+    maximum_stream_size: int = protocol.DEFAULT_MAXIMUM_STREAM_SIZE
+    job_directory_mode: int | None = None
+    debug: bool = False
+    system_properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    script: ScriptOptions = dataclasses.field(default_factory=ScriptOptions)
+    job_name_template: str = "pulsar_$job_id"
+    max_job_attempts: int = 3
+    fsync_uploads: bool = True
+    staging_threads: int = 4
+
+
+class JobService:
+    """All job operations of one named manager.
+
+    Methods raise `pulsar.errors.InvalidArgument` (400), `NotFound` (404) for client
+    mistakes; anything else is a server fault.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        manager: Manager,
+        store: JobStore,
+        settings: ServiceSettings,
+        *,
+        stage_in: StageIn | None = None,
+        stage_out: StageOut | None = None,
+    ):
+        self.name = name
+        self.manager = manager
+        self.store = store
+        self.settings = settings
+        self._stage_in = stage_in
+        self._stage_out = stage_out
+        self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        self._active: dict[str, JobRecord] = {}
+        self._staging_pool = ThreadPoolExecutor(settings.staging_threads, thread_name_prefix=f"staging-{name}")
+        self._closed = False
+        settings.staging_root.mkdir(parents=True, exist_ok=True)
+        manager.bind(self)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _lock(self, job_id: str) -> threading.RLock:
+        return self._locks[zlib.crc32(job_id.encode()) % _LOCK_STRIPES]
+
+    def _directory(self, job_id: str) -> JobDirectory:
+        return JobDirectory(self.settings.staging_root, validate_job_id(job_id))
+
+    def _record(self, job_id: str) -> JobRecord | None:
+        record = self._active.get(job_id)
+        return record if record is not None else self.store.load(job_id)
+
+    def _save(self, record: JobRecord) -> None:
+        record.updated = time.time()
+        self.store.save(record)
+        if record.state.terminal:
+            self._active.pop(record.job_id, None)
+        else:
+            self._active[record.job_id] = record
+
+    @property
+    def system_properties(self) -> dict[str, Any]:
+        return {"separator": os.sep, **self.settings.system_properties}
+
+    # -- setup and files ---------------------------------------------------------------
+
+    def setup(
+        self,
+        job_id: str,
+        tool_id: str | None = None,
+        tool_version: str | None = None,
+        preserve_galaxy_python_environment: str | None = None,
+    ) -> dict[str, Any]:
+        """Create the job directory; return the setup document (spec 3.2).  Idempotent."""
+        server_id = assign_job_id(validate_job_id(job_id), self.settings.assign_ids)
+        directory = self._directory(server_id)
+        with self._lock(server_id):
+            record = self._record(server_id)
+            if record is not None and record.state.terminal:
+                log.info("job %s set up again after it ended; starting afresh", server_id)
+                self.store.delete(server_id)
+            directory.create(self.settings.job_directory_mode)
+            atomic_write_json(directory.sub("tool_id"), tool_id or "", fsync=False)
+            atomic_write_json(directory.sub("tool_version"), tool_version or "", fsync=False)
+        document: dict[str, Any] = dict(directory.layout())
+        document.update(
+            {
+                "path_separator": os.sep,
+                "job_id": server_id,
+                "system_properties": self.system_properties,
+                "pulsar_version": __version__,
+                "preserve_galaxy_python_environment": None,
+            }
+        )
+        if tool_id:
+            document["tool_id"] = tool_id
+        if tool_version:
+            document["tool_version"] = tool_version
+        return document
+
+    def upload(
+        self, job_id: str, path_type: str | None, name: str | None, body: Readable, content_length: int | None
+    ) -> tuple[Path, StreamResult]:
+        """Stream `body` into the file named by (type, name); the file appears only when complete."""
+        directory = self._directory(job_id)
+        target = directory.upload_target(parse_path_type(path_type, PathType.INPUT), name or "")
+        result = stream_to_file(body, target, length=content_length, fsync=self.settings.fsync_uploads)
+        return target, result
+
+    def file_path(self, job_id: str, path_type: str | None, name: str | None) -> Path:
+        directory = self._directory(job_id)
+        return directory.lookup_path(parse_path_type(path_type, PathType.INPUT), name or "")
+
+    def output_file(self, job_id: str, path_type: str | None, name: str | None) -> Path:
+        directory = self._directory(job_id)
+        return directory.download_source(parse_path_type(path_type, PathType.OUTPUT), name or "")
+
+    # -- submit ------------------------------------------------------------------------
+
+    def submit(self, job_id: str, args: Mapping[str, str]) -> None:
+        """Submit with the raw query arguments.  Launch problems surface later as `failed`."""
+        request = parse_submit_args(args)
+        validate_job_id(job_id)
+        if request.setup_params or request.force_setup:
+            setup_id = str(request.setup_params.get("job_id") or job_id)
+            if setup_id != job_id:
+                raise InvalidArgument("setup_params.job_id does not match the job id of the request")
+            self.setup(
+                job_id,
+                request.setup_params.get("tool_id"),
+                request.setup_params.get("tool_version"),
+                request.setup_params.get("preserve_galaxy_python_environment"),
+            )
+            jobs_root = str(self.settings.staging_root)
+            request.command_line = request.command_line.replace("__PULSAR_JOBS_DIRECTORY__", jobs_root)
+        directory = self._directory(job_id)
+        with self._lock(job_id):
+            if not directory.exists():
+                raise NotFound(f"job {job_id!r} has not been set up")
+            record = self._record(job_id)
+            if record is not None:
+                log.warning("job %s submitted again while %s; ignoring the second submit", job_id, record.state.name)
+                return
+            for name in request.touch_outputs:
+                target = directory.upload_target(PathType.OUTPUT, name)
+                target.touch(exist_ok=True)
+            atomic_write_json(directory.sub(LAUNCH_CONFIG), request.launch_config())
+            if request.remote_staging.get("setup") and self._stage_in is not None:
+                record = JobRecord(job_id, JobState.STAGING_IN)
+                self._save(record)
+                self._staging_pool.submit(self._run_stage_in, job_id)
+                return
+            record = JobRecord(job_id, JobState.SETUP)
+            self._launch(directory, record, request)
+
+    def _launch_spec(self, directory: JobDirectory, request: SubmitRequest, attempt: int) -> LaunchSpec:
+        return LaunchSpec(
+            job_id=directory.job_id,
+            job_directory=directory.path,
+            script=directory.sub(protocol.JOB_SCRIPT),
+            working_directory=directory.working,
+            stdout_path=directory.metadata / protocol.JOB_STDOUT,
+            stderr_path=directory.metadata / protocol.JOB_STDERR,
+            job_name=self.settings.job_name_template.replace("$job_id", directory.job_id).replace(
+                "${job_id}", directory.job_id
+            ),
+            submit_params=request.submit_params,
+            attempt=attempt,
+        )
+
+    def _write_script(self, directory: JobDirectory, request: SubmitRequest, spec: LaunchSpec) -> None:
+        script = render_job_script(
+            directory,
+            request.command_line,
+            options=self.settings.script,
+            env=request.env,
+            dependencies_description=request.dependencies_description,
+            preserve_galaxy_python_environment=str(
+                request.setup_params.get("preserve_galaxy_python_environment", "")
+            ).lower()
+            == "true",
+            headers=self.manager.script_headers(spec),
+        )
+        atomic_write_text(spec.script, script, mode=0o700)
+
+    def _launch(self, directory: JobDirectory, record: JobRecord, request: SubmitRequest) -> None:
+        """Hand the job to the back-end (caller holds the job lock)."""
+        record.attempts += 1
+        spec = self._launch_spec(directory, request, record.attempts)
+        try:
+            self._write_script(directory, request, spec)
+        except OSError as exc:
+            self._fail(record, f"could not write the job script: {exc}")
+            return
+        record.state = JobState.QUEUED
+        self._save(record)
+        try:
+            self.manager.submit(spec)
+        except LaunchError as exc:
+            self._fail(record, f"the {self.manager.type_name} manager could not launch the job: {exc}")
+        except Exception as exc:  # a back-end bug must still leave one terminal status
+            log.exception("launching job %s failed", record.job_id)
+            self._fail(record, f"launching the job failed: {exc}")
+
+    def _load_request(self, directory: JobDirectory) -> SubmitRequest:
+        return SubmitRequest.from_launch_config(read_json(directory.sub(LAUNCH_CONFIG)))
+
+    def _is_cancelled(self, job_id: str) -> Callable[[], bool]:
+        def cancelled() -> bool:
+            record = self._record(job_id)
+            return record is None or record.state in (JobState.CANCELLED, JobState.FAILED, JobState.LOST)
+
+        return cancelled
+
+    def _run_stage_in(self, job_id: str) -> None:
+        directory = self._directory(job_id)
+        try:
+            request = self._load_request(directory)
+            assert self._stage_in is not None
+            self._stage_in(directory, request.remote_staging, self._is_cancelled(job_id))
+        except Exception as exc:
+            log.exception("staging inputs of job %s failed", job_id)
+            with self._lock(job_id):
+                record = self._record(job_id)
+                if record is not None and record.state is JobState.STAGING_IN:
+                    self._fail(record, f"staging inputs failed: {exc}")
+            return
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None or record.state is not JobState.STAGING_IN:
+                return  # cancelled or cleaned meanwhile
+            self._launch(directory, record, request)
+
+    # -- back-end events (ManagerEvents) -----------------------------------------------
+
+    def submitted(self, job_id: str, backend: dict[str, Any]) -> None:
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None or record.state.terminal:
+                return
+            record.backend.update(backend)
+            self._save(record)
+
+    def started(self, job_id: str, backend: dict[str, Any]) -> None:
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None or record.state is not JobState.QUEUED and record.state is not JobState.RUNNING:
+                return
+            record.backend.update(backend)
+            record.state = JobState.RUNNING
+            self._save(record)
+
+    def finished(self, job_id: str, *, exit_code: int | None = None, failure: str | None = None) -> None:
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None or record.state not in (JobState.QUEUED, JobState.RUNNING):
+                return
+            directory = self._directory(job_id)
+            return_code = status_doc.read_return_code(directory)
+            if return_code is None and failure is None and exit_code is not None and directory.exists():
+                atomic_write_text(directory.sub(protocol.RETURN_CODE_FILE), f"{exit_code}\n")
+                return_code = exit_code
+            if return_code is None:
+                self._fail(record, failure or "the job ended without recording an exit code")
+                return
+            if failure:
+                log.warning("job %s: %s (exit code %s)", job_id, failure, return_code)
+            self._after_run(directory, record)
+
+    def vanished(self, job_id: str) -> None:
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None or record.state not in (JobState.QUEUED, JobState.RUNNING):
+                return
+            directory = self._directory(job_id)
+            if status_doc.read_return_code(directory) is not None:
+                self._after_run(directory, record)
+                return
+            if not directory.exists():
+                self._finish(record, JobState.LOST, "the job directory disappeared")
+                return
+            if record.attempts >= self.settings.max_job_attempts:
+                self._fail(
+                    record,
+                    f"the job was killed without recording an exit code {record.attempts} times "
+                    f"(together with the server); giving up",
+                )
+                return
+            log.warning("job %s died with the server (attempt %d); running it again", job_id, record.attempts)
+            record.backend = {}
+            self._launch(directory, record, self._load_request(directory))
+
+    def _after_run(self, directory: JobDirectory, record: JobRecord) -> None:
+        try:
+            request = self._load_request(directory)
+        except (OSError, ValueError):
+            request = None
+        if request is not None and self._stage_out is not None and request.remote_staging.get("action_mapper"):
+            record.state = JobState.STAGING_OUT
+            self._save(record)
+            self._staging_pool.submit(self._run_stage_out, record.job_id)
+        else:
+            self._finish(record, JobState.COMPLETE)
+
+    def _run_stage_out(self, job_id: str) -> None:
+        directory = self._directory(job_id)
+        try:
+            request = self._load_request(directory)
+            assert self._stage_out is not None
+            failures = self._stage_out(directory, request.remote_staging, self._is_cancelled(job_id))
+        except Exception as exc:
+            log.exception("staging outputs of job %s failed", job_id)
+            failures = [str(exc)]
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None or record.state is not JobState.STAGING_OUT:
+                return
+            if failures:
+                self._fail(record, "staging outputs failed: " + "; ".join(str(f) for f in failures))
+            else:
+                self._finish(record, JobState.COMPLETE)
+
+    def _fail(self, record: JobRecord, reason: str) -> None:
+        log.error("job %s failed: %s", record.job_id, reason)
+        self._finish(record, JobState.FAILED, reason)
+
+    def _finish(self, record: JobRecord, state: JobState, reason: str | None = None) -> None:
+        record.state = state
+        record.reason = reason
+        self._save(record)
+        log.info("job %s is %s", record.job_id, state.status.value)
+
+    # -- status, cancel, clean ---------------------------------------------------------
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """The status document; unknown or cleaned jobs are `lost`, never an error."""
+        directory = self._directory(job_id)
+        record = self._record(job_id)
+        if record is None:
+            if directory.exists():
+                return status_doc.pending_document(job_id, Status.PREPROCESSING)
+            return self._terminal_document(directory, Status.LOST, None)
+        if not record.state.terminal:
+            return status_doc.pending_document(job_id, record.state.status)
+        return self._terminal_document(directory, record.state.status, record.reason)
+
+    def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
+        sources: list = []
+        try:
+            sources = self._load_request(directory).dynamic_file_sources
+        except (OSError, ValueError):
+            pass
+        return status_doc.terminal_document(
+            directory,
+            status,
+            maximum_stream_size=self.settings.maximum_stream_size,
+            system_properties=self.system_properties,
+            dynamic_file_sources=sources,
+            reason=reason,
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job if it is still going; a no-op for unknown and finished jobs."""
+        directory = self._directory(job_id)
+        with self._lock(job_id):
+            record = self._record(job_id)
+            if record is None:
+                if directory.exists():  # set up, never submitted: a later submit is ignored
+                    self._finish(JobRecord(job_id, JobState.CANCELLED), JobState.CANCELLED)
+                return
+            if record.state.terminal:
+                return
+            was = record.state
+            self._finish(record, JobState.CANCELLED)
+        if was in (JobState.QUEUED, JobState.RUNNING):
+            self.manager.cancel(job_id, record.backend)
+
+    def clean(self, job_id: str) -> None:
+        """Stop the job if needed, delete its directory and forget it."""
+        directory = self._directory(job_id)
+        if self.settings.debug:
+            log.info("debug is set: keeping the directory of job %s", job_id)
+            return
+        self.cancel(job_id)
+        with self._lock(job_id):
+            directory.remove()
+            self.store.delete(job_id)
+            self._active.pop(job_id, None)
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Carry on with every job the store says was not finished.  Returns how many."""
+        records = self.store.active()
+        for record in records:
+            self._active[record.job_id] = record
+        for record in records:
+            try:
+                self._recover_one(record)
+            except Exception as exc:
+                log.exception("could not recover job %s", record.job_id)
+                with self._lock(record.job_id):
+                    self._finish(record, JobState.LOST, f"could not recover the job after a restart: {exc}")
+        return len(records)
+
+    def _recover_one(self, record: JobRecord) -> None:
+        directory = self._directory(record.job_id)
+        with self._lock(record.job_id):
+            if not directory.exists():
+                self._finish(record, JobState.LOST, "the job directory disappeared while the server was down")
+                return
+            if record.state is JobState.SETUP:
+                self.store.delete(record.job_id)
+                self._active.pop(record.job_id, None)
+            elif record.state is JobState.STAGING_IN:
+                self._staging_pool.submit(self._run_stage_in, record.job_id)
+            elif record.state is JobState.STAGING_OUT:
+                self._staging_pool.submit(self._run_stage_out, record.job_id)
+            else:
+                request = self._load_request(directory)
+                spec = self._launch_spec(directory, request, max(record.attempts, 1))
+                if not spec.script.exists():
+                    self._write_script(directory, request, spec)
+                self.manager.recover(spec, record.backend, running=record.state is JobState.RUNNING)
+
+    def start(self) -> None:
+        self.manager.start()
+        count = self.recover()
+        if count:
+            log.info("manager %s: recovered %d unfinished job(s)", self.name, count)
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.manager.shutdown()
+        self._staging_pool.shutdown(wait=False, cancel_futures=True)

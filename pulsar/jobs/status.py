@@ -1,0 +1,102 @@
+"""The status document (spec 4.5): what `GET /jobs/{id}/status` answers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping, Sequence
+
+from pulsar import __version__, protocol
+from pulsar.jobs.directory import JobDirectory, is_within
+from pulsar.protocol import Status
+from pulsar.util.fileio import read_capped
+
+log = logging.getLogger(__name__)
+
+#: galaxy.json and friends are metadata, not data; refuse to inline anything larger.
+MAX_DYNAMIC_SOURCE_BYTES = 64 * 1024 * 1024
+
+
+def pending_document(job_id: str, status: Status) -> dict[str, Any]:
+    return {"complete": "false", "status": status.value, "job_id": job_id}
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def read_return_code(job_directory: JobDirectory) -> int | None:
+    raw = read_capped(job_directory.sub(protocol.RETURN_CODE_FILE), 64).strip()
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _tool_stream(job_directory: JobDirectory, name: str, limit: int) -> str:
+    for candidate in (job_directory.metadata / name, job_directory.sub(name)):
+        if candidate.is_file():
+            return _decode(read_capped(candidate, limit))
+    return ""
+
+
+def realized_dynamic_file_sources(
+    job_directory: JobDirectory, sources: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each declared source that exists in the working directory, with its text as `contents`."""
+    realized = []
+    working = os.path.realpath(job_directory.working)
+    for source in sources:
+        rel = source.get("path")
+        if not isinstance(rel, str) or not rel:
+            continue
+        path = os.path.realpath(os.path.join(working, rel))
+        if not is_within(path, working) or not os.path.isfile(path):
+            continue
+        if os.path.getsize(path) > MAX_DYNAMIC_SOURCE_BYTES:
+            log.warning("dynamic file source %s of job %s is too large to inline", rel, job_directory.job_id)
+            continue
+        entry = dict(source)
+        entry["contents"] = _decode(read_capped(path, 0))
+        realized.append(entry)
+    return realized
+
+
+def terminal_document(
+    job_directory: JobDirectory,
+    status: Status,
+    *,
+    maximum_stream_size: int,
+    system_properties: Mapping[str, Any],
+    dynamic_file_sources: Sequence[Mapping[str, Any]] = (),
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The full document of a job in a terminal state; works for a missing directory too."""
+    separator = str(system_properties.get("separator", os.sep))
+    exists = job_directory.exists()
+    limit = maximum_stream_size
+    stderr = _tool_stream(job_directory, protocol.TOOL_STDERR, limit) if exists else ""
+    if reason:
+        stderr = (stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + reason) if stderr else reason
+    return {
+        "job_id": job_directory.job_id,
+        "complete": "true",
+        "status": status.value,
+        "returncode": read_return_code(job_directory) if exists else None,
+        "stdout": _tool_stream(job_directory, protocol.TOOL_STDOUT, limit) if exists else "",
+        "stderr": stderr,
+        "job_stdout": _decode(read_capped(job_directory.metadata / protocol.JOB_STDOUT, limit)) if exists else "",
+        "job_stderr": _decode(read_capped(job_directory.metadata / protocol.JOB_STDERR, limit)) if exists else "",
+        "working_directory": str(job_directory.working),
+        "metadata_directory": str(job_directory.metadata),
+        "job_directory": str(job_directory.path),
+        "working_directory_contents": job_directory.list_files(protocol.WORKING_DIR, separator) if exists else [],
+        "metadata_directory_contents": job_directory.list_files(protocol.METADATA_DIR, separator) if exists else [],
+        "outputs_directory_contents": job_directory.list_files(protocol.OUTPUTS_DIR, separator) if exists else [],
+        "job_directory_contents": job_directory.list_top(),
+        "system_properties": dict(system_properties),
+        "pulsar_version": __version__,
+        "realized_dynamic_file_sources": realized_dynamic_file_sources(job_directory, dynamic_file_sources)
+        if exists
+        else [],
+    }

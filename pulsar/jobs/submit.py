@@ -1,0 +1,125 @@
+"""Decoding a submit request: query-string arguments -> a typed `SubmitRequest`.
+
+All values but `command_line` arrive as JSON text; malformed JSON or a value of the wrong
+shape is the client's mistake (400), never a server fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Mapping
+
+from pulsar.errors import InvalidArgument
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclasses.dataclass
+class SubmitRequest:
+    command_line: str
+    submit_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    setup_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    remote_staging: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    dependencies_description: dict[str, Any] | None = None
+    dynamic_file_sources: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    touch_outputs: list[str] = dataclasses.field(default_factory=list)
+    token_endpoint: str | None = None
+    force_setup: bool = False
+
+    def launch_config(self) -> dict[str, Any]:
+        """What is persisted in the job directory as `launch_config`."""
+        return {
+            "command_line": self.command_line,
+            "submit_params": self.submit_params,
+            "setup_params": self.setup_params,
+            "remote_staging": self.remote_staging,
+            "env": self.env,
+            "dependencies_description": self.dependencies_description,
+            "dynamic_file_sources": self.dynamic_file_sources,
+            "token_endpoint": self.token_endpoint,
+        }
+
+    @classmethod
+    def from_launch_config(cls, config: Mapping[str, Any]) -> "SubmitRequest":
+        return cls(
+            command_line=config.get("command_line") or "",
+            submit_params=dict(config.get("submit_params") or {}),
+            setup_params=dict(config.get("setup_params") or {}),
+            remote_staging=dict(config.get("remote_staging") or {}),
+            env=list(config.get("env") or []),
+            dependencies_description=config.get("dependencies_description"),
+            dynamic_file_sources=list(config.get("dynamic_file_sources") or []),
+            token_endpoint=config.get("token_endpoint"),
+        )
+
+
+def _json_arg(args: Mapping[str, str], key: str, expected: type | tuple[type, ...], default: Any) -> Any:
+    raw = args.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"{key} is not valid JSON: {exc}") from None
+    if value is None:
+        return default
+    if not isinstance(value, expected):
+        names = expected.__name__ if isinstance(expected, type) else "/".join(t.__name__ for t in expected)
+        raise InvalidArgument(f"{key} must be a JSON {names}, got {type(value).__name__}")
+    return value
+
+
+def _check_env(env: list[Any]) -> list[dict[str, Any]]:
+    for entry in env:
+        if not isinstance(entry, dict):
+            raise InvalidArgument("env entries must be JSON objects")
+        if "file" in entry or "execute" in entry:
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise InvalidArgument(f"env entry has an invalid variable name: {name!r}")
+        if "value" in entry and not isinstance(entry["value"], (str, int, float, bool)):
+            raise InvalidArgument(f"env entry {name} has a non-scalar value")
+    return env
+
+
+def parse_submit_args(args: Mapping[str, str]) -> SubmitRequest:
+    """Decode the submit route's query arguments (spec 3.5), `submit_extras` merged over them."""
+    merged: dict[str, Any] = {
+        "command_line": args.get("command_line"),
+        "params": _json_arg(args, "params", dict, {}),
+        "setup_params": _json_arg(args, "setup_params", dict, {}),
+        "remote_staging": _json_arg(args, "remote_staging", dict, {}),
+        "env": _json_arg(args, "env", list, []),
+        "dependencies_description": _json_arg(args, "dependencies_description", dict, None),
+        "dynamic_file_sources": _json_arg(args, "dynamic_file_sources", list, []),
+        "token_endpoint": _json_arg(args, "token_endpoint", (dict, str), None),
+    }
+    merged.update(_json_arg(args, "submit_extras", dict, {}))
+    command_line = merged.get("command_line")
+    if not isinstance(command_line, str) or not command_line.strip():
+        raise InvalidArgument("command_line is required")
+    token_endpoint = merged.get("token_endpoint")
+    if isinstance(token_endpoint, dict):
+        token_endpoint = token_endpoint.get("token_endpoint")
+    touch = merged.get("touch_outputs") or []
+    if not isinstance(touch, list) or not all(isinstance(t, str) for t in touch):
+        raise InvalidArgument("submit_extras.touch_outputs must be a list of file names")
+    sources = merged.get("dynamic_file_sources") or []
+    if not all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in sources):
+        raise InvalidArgument("dynamic_file_sources entries must be objects with a 'path'")
+    return SubmitRequest(
+        command_line=command_line,
+        submit_params=dict(merged.get("params") or {}),
+        setup_params=dict(merged.get("setup_params") or {}),
+        remote_staging=dict(merged.get("remote_staging") or {}),
+        env=_check_env(list(merged.get("env") or [])),
+        dependencies_description=merged.get("dependencies_description"),
+        dynamic_file_sources=list(sources),
+        touch_outputs=list(touch),
+        token_endpoint=token_endpoint if isinstance(token_endpoint, str) else None,
+        force_setup=bool(merged.get("setup")),
+    )

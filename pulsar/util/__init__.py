@@ -1,0 +1,1 @@
+"""Small helpers with no knowledge of jobs or HTTP; both server and client may use them."""

@@ -1,0 +1,151 @@
+"""Durable, streaming file writes.
+
+Everything that writes a file other code may read concurrently goes through here, so a
+reader sees either the old content or the complete new content, never a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Protocol
+
+#: Block size for streaming copies: large enough to keep syscalls cheap, small enough to
+#: keep memory flat whatever the file size.
+BLOCK_SIZE = 4 * 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class TruncatedStream(IOError):
+    """The source ended before the number of bytes it promised."""
+
+    def __init__(self, expected: int, received: int):
+        super().__init__(f"stream ended after {received} of {expected} bytes")
+        self.expected = expected
+        self.received = received
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mode: int | None = None) -> None:
+    """Replace `path` with `data` atomically (temp file in the same directory, then rename)."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        _unlink_quietly(tmp_name)
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str, *, fsync: bool = True, mode: int | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, mode=mode)
+
+
+def atomic_write_json(path: Path | str, value: Any, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode("utf-8"), fsync=fsync)
+
+
+def read_json(path: Path | str) -> Any:
+    with open(path, "rb") as handle:
+        return json.loads(handle.read())
+
+
+class StreamResult:
+    """What `stream_to_file` wrote: the byte count and the sha256 computed on the way."""
+
+    __slots__ = ("size", "sha256")
+
+    def __init__(self, size: int, sha256: str):
+        self.size = size
+        self.sha256 = sha256
+
+    def __repr__(self) -> str:
+        return f"StreamResult(size={self.size}, sha256={self.sha256!r})"
+
+
+def stream_to_file(
+    source: Readable,
+    target: Path | str,
+    *,
+    length: int | None,
+    fsync: bool = True,
+    block_size: int = BLOCK_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+) -> StreamResult:
+    """Copy `source` into `target` through a temp file in the target's directory.
+
+    With `length` set, exactly that many bytes are read and a shorter source raises
+    `TruncatedStream`; with `length=None` the source is read until it returns b"".
+    The target appears (atomically, by rename) only when the copy is complete, so a failed
+    or interrupted transfer never leaves a partial file under the final name.  The sha256
+    is computed while streaming, never by a second read.
+    """
+    target = Path(target)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    received = 0
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as handle:
+            while length is None or received < length:
+                want = block_size if length is None else min(block_size, length - received)
+                chunk = source.read(want)
+                if not chunk:
+                    break
+                handle.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if on_progress is not None:
+                    on_progress(received)
+            if length is not None and received != length:
+                raise TruncatedStream(length, received)
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        _unlink_quietly(tmp_name)
+        raise
+    return StreamResult(received, digest.hexdigest())
+
+
+def sha256_of_file(path: Path | str, block_size: int = BLOCK_SIZE) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(block_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_capped(path: Path | str, limit: int) -> bytes:
+    """Read at most `limit` bytes of `path` (the whole file if `limit` <= 0); b"" if missing."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit) if limit > 0 else handle.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return b""
+
+
+def copy_stream(source: IO[bytes], sink: IO[bytes], block_size: int = BLOCK_SIZE) -> int:
+    total = 0
+    while chunk := source.read(block_size):
+        sink.write(chunk)
+        total += len(chunk)
+    return total
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass

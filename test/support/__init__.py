@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: reference venvs, free ports, server processes."""
