@@ -168,8 +168,6 @@ class JobDirectory:
 
     def upload_target(self, path_type: PathType, name: str) -> Path:
         """Where an uploaded file of this type and name goes (parents created)."""
-        if path_type in protocol.OUTPUT_PATH_TYPES:
-            raise InvalidArgument(f"type {path_type.value!r} cannot be uploaded")
         target = self._resolve(path_type, name, create_parents=True)
         if target.is_dir() and not target.is_symlink():
             raise InvalidArgument(f"name {name!r} is a directory")

@@ -82,9 +82,10 @@ class Manager(abc.ABC):
     def recover(self, spec: LaunchSpec, backend: Mapping[str, Any], running: bool) -> None:
         """Pick a job up again after a restart.
 
-        `running` is False for a job that was queued but not started: submit it again.
-        For a started job, re-attach if it is still alive and report `finished` or
-        `vanished` when it is not.
+        `backend` is what this manager persisted for the job (through `submitted` /
+        `started`); `running` says whether the job layer saw it start.  A job the manager
+        has no trace of in `backend` was never handed over: submit it again.  Otherwise
+        re-attach if it is still alive, and report `finished` or `vanished` when it is not.
         """
 
     def script_headers(self, spec: LaunchSpec) -> list[str]:

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from pulsar.core import PulsarApp
+from pulsar.managers.processes import kill_process_tree
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(interval)
+
+
+def wait_terminal(service, job_id: str, timeout: float = 20.0) -> dict:
+    return wait_for(lambda: (d := service.status(job_id)) and d["complete"] == "true" and d, timeout)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path):
+    apps: list[PulsarApp] = []
+
+    def build(**options: Any) -> PulsarApp:
+        options.setdefault("staging_directory", str(tmp_path / "staging"))
+        options.setdefault("persistence_directory", str(tmp_path / "persisted"))
+        app = PulsarApp(**options)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.shutdown()
+        for service in app.services.values():  # leave no job processes behind
+            for record in service.store.active():
+                kill_process_tree(record.backend, grace=0.2)

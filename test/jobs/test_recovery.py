@@ -1,0 +1,117 @@
+"""Restarts: every unfinished job is carried on by the next app over the same directories."""
+
+import os
+import signal
+
+from .conftest import wait_for, wait_terminal
+from .test_service import submit
+
+
+def _kill_job_tree(service, job_id):
+    """What a kill -9 of the server's whole process tree does to a job."""
+    record = service.store.load(job_id)
+    os.killpg(record.backend["pid"], signal.SIGKILL)
+
+
+def _running(service, job_id):
+    return service.status(job_id)["status"] == "running"
+
+
+def test_job_keeps_running_across_a_graceful_restart(make_app, tmp_path):
+    app = make_app()
+    service = app.service(None)
+    service.setup("g")
+    gate = tmp_path / "gate"
+    submit(service, "g", f"while [ ! -e {gate} ]; do sleep 0.05; done; echo done > ../outputs/out; exit 7")
+    wait_for(lambda: _running(service, "g"))
+    app.shutdown()
+
+    again = make_app().service(None)
+    assert again.status("g")["status"] == "running"
+    gate.touch()
+    doc = wait_terminal(again, "g")
+    assert doc["status"] == "complete" and doc["returncode"] == 7
+    assert again.output_file("g", "output", "out").read_text() == "done\n"
+
+
+def test_job_that_finished_while_the_server_was_down_completes(make_app, tmp_path):
+    app = make_app()
+    service = app.service(None)
+    service.setup("d")
+    gate = tmp_path / "gate"
+    submit(service, "d", f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 3")
+    wait_for(lambda: _running(service, "d"))
+    app.shutdown()
+    gate.touch()
+    wait_for(lambda: (service.settings.staging_root / "d" / "return_code").exists())
+
+    doc = wait_terminal(make_app().service(None), "d")
+    assert doc["status"] == "complete" and doc["returncode"] == 3
+
+
+def test_job_killed_with_the_server_runs_again_from_its_snapshot(make_app, tmp_path):
+    runs = tmp_path / "runs"
+    app = make_app()
+    service = app.service(None)
+    service.setup("k")
+    gate = tmp_path / "gate"
+    command = (
+        f"echo run >> {runs}; echo partial >> ../outputs/out; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; echo done >> ../outputs/out"
+    )
+    submit(service, "k", command)
+    wait_for(lambda: runs.exists())
+    app.shutdown()
+    _kill_job_tree(service, "k")
+
+    again = make_app().service(None)
+    wait_for(lambda: runs.exists() and runs.read_text().count("run") == 2)
+    gate.touch()
+    doc = wait_terminal(again, "k")
+    assert doc["status"] == "complete" and doc["returncode"] == 0
+    # the second run started from the snapshot: no trace of the first run's partial output
+    assert again.output_file("k", "output", "out").read_text() == "partial\ndone\n"
+
+
+def test_attempt_limit_fails_the_job_with_a_reason(make_app, tmp_path):
+    app = make_app(max_job_attempts=1)
+    service = app.service(None)
+    service.setup("l")
+    submit(service, "l", "sleep 300")
+    wait_for(lambda: _running(service, "l"))
+    app.shutdown()
+    _kill_job_tree(service, "l")
+
+    doc = wait_terminal(make_app(max_job_attempts=1).service(None), "l")
+    assert doc["status"] == "failed"
+    assert "killed" in doc["stderr"]
+
+
+def test_queued_jobs_are_queued_again(make_app, tmp_path):
+    options = {"managers": {"_default_": {"num_concurrent_jobs": 1}}}
+    app = make_app(**options)
+    service = app.service(None)
+    gate = tmp_path / "gate"
+    for job_id in ("a", "b"):
+        service.setup(job_id)
+        submit(service, job_id, f"while [ ! -e {gate} ]; do sleep 0.05; done; echo {job_id} > ../outputs/out")
+    wait_for(lambda: _running(service, "a"))
+    assert service.status("b")["status"] == "queued"
+    app.shutdown()
+
+    again = make_app(**options).service(None)
+    gate.touch()
+    for job_id in ("a", "b"):
+        assert wait_terminal(again, job_id)["status"] == "complete"
+        assert again.output_file(job_id, "output", "out").read_text() == f"{job_id}\n"
+
+
+def test_records_of_cleaned_jobs_do_not_come_back(make_app):
+    app = make_app()
+    service = app.service(None)
+    service.setup("c")
+    submit(service, "c", "true")
+    wait_terminal(service, "c")
+    service.clean("c")
+    app.shutdown()
+    assert make_app().service(None).status("c")["status"] == "lost"

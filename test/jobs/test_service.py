@@ -1,0 +1,198 @@
+"""The job service through its public methods, with the real local managers."""
+
+import io
+import json
+import os
+import time
+
+import pytest
+
+from pulsar.errors import InvalidArgument, NotFound
+
+from .conftest import wait_for, wait_terminal
+
+
+def submit(service, job_id, command, **extra):
+    args = {"command_line": command}
+    args.update({k: json.dumps(v) for k, v in extra.items()})
+    service.submit(job_id, args)
+
+
+def test_full_job_lifecycle(make_app):
+    service = make_app().service(None)
+    setup = service.setup("1", "cat1", "1.0")
+    assert setup["job_id"] == "1" and setup["tool_id"] == "cat1"
+    assert setup["system_properties"]["separator"] == "/"
+    service.upload("1", "input", "in.txt", io.BytesIO(b"data"), 4)
+    assert service.status("1") == {"complete": "false", "status": "preprocessing", "job_id": "1"}
+    submit(
+        service,
+        "1",
+        "cat ../inputs/in.txt > ../outputs/out.txt; echo '{}' > galaxy.json; echo tool-out > ../metadata/tool_stdout; exit 4",
+        dynamic_file_sources=[{"path": "galaxy.json", "type": "galaxy"}],
+        submit_extras={"touch_outputs": ["touched.dat"]},
+    )
+    doc = wait_terminal(service, "1")
+    assert doc["status"] == "complete" and doc["returncode"] == 4
+    assert doc["stdout"] == "tool-out\n"
+    assert sorted(doc["outputs_directory_contents"]) == ["out.txt", "touched.dat"]
+    assert doc["realized_dynamic_file_sources"] == [{"path": "galaxy.json", "type": "galaxy", "contents": "{}\n"}]
+    assert service.output_file("1", "output", "out.txt").read_bytes() == b"data"
+    service.clean("1")
+    assert service.status("1")["status"] == "lost"
+
+
+def test_job_script_environment(make_app):
+    service = make_app(managers={"_default_": {"type": "queued_python", "env_FROM_MANAGER": "m"}}).service(None)
+    service.setup("env")
+    submit(
+        service,
+        "env",
+        'echo "$PWD|$_GALAXY_JOB_TMP_DIR|$_GALAXY_JOB_HOME_DIR|$GALAXY_SLOTS|$FROM_CLIENT|$FROM_MANAGER|$TMPDIR" > ../outputs/env',
+        env=[{"name": "FROM_CLIENT", "value": 'a "quoted" $HOME'}],
+    )
+    assert wait_terminal(service, "env")["returncode"] == 0
+    pwd, tmp, home, slots, client, manager, tmpdir = (
+        service.output_file("env", "output", "env").read_text().strip().split("|")
+    )
+    job = service.settings.staging_root / "env"
+    assert pwd == str(job / "working") and tmp == str(job / "tmp") == tmpdir and home == str(job / "home")
+    assert slots == "1" and manager == "m"
+    assert client == f'a "quoted" {os.environ["HOME"]}'
+
+
+def test_concurrency_is_really_capped(make_app, tmp_path):
+    marker = tmp_path / "running"
+    marker.mkdir()
+    service = make_app(managers={"_default_": {"num_concurrent_jobs": 2}}).service(None)
+    command = f"touch {marker}/$$; sleep 0.4; ls {marker} | wc -l > ../outputs/seen; rm {marker}/$$"
+    for index in range(5):
+        service.setup(str(index))
+        submit(service, str(index), command)
+    peaks = []
+    for index in range(5):
+        assert wait_terminal(service, str(index))["returncode"] == 0
+        peaks.append(int(service.output_file(str(index), "output", "seen").read_text()))
+    assert max(peaks) <= 2
+
+
+def test_cancel_kills_the_whole_tree(make_app, tmp_path):
+    service = make_app().service(None)
+    service.setup("c")
+    pid_file = tmp_path / "child.pid"
+    submit(service, "c", f"(sleep 300 & echo $! > {pid_file}; wait)")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    child = int(pid_file.read_text())
+    service.cancel("c")
+    assert service.status("c")["status"] == "cancelled"
+    wait_for(lambda: not _alive(child))
+
+
+def test_cancel_before_submit_makes_submit_a_noop(make_app):
+    service = make_app().service(None)
+    service.setup("x")
+    service.cancel("x")
+    submit(service, "x", "touch ../outputs/ran")
+    time.sleep(0.3)
+    assert service.status("x")["status"] == "cancelled"
+    assert not (service.settings.staging_root / "x" / "outputs" / "ran").exists()
+
+
+def test_cancel_and_clean_of_unknown_jobs_are_noops(make_app):
+    service = make_app().service(None)
+    service.cancel("nope")
+    service.clean("nope")
+    assert service.status("nope")["status"] == "lost"
+
+
+def test_clean_stops_a_running_job(make_app, tmp_path):
+    service = make_app().service(None)
+    service.setup("r")
+    started = tmp_path / "started"
+    submit(service, "r", f"touch {started}; sleep 300")
+    wait_for(started.exists)
+    service.clean("r")
+    assert service.status("r")["status"] == "lost"
+    assert not (service.settings.staging_root / "r").exists()
+
+
+def test_submit_validation(make_app):
+    service = make_app().service(None)
+    with pytest.raises(NotFound):
+        service.submit("never-set-up", {"command_line": "true"})
+    service.setup("v")
+    with pytest.raises(InvalidArgument):
+        service.submit("v", {"command_line": "true", "env": "{not json"})
+    with pytest.raises(InvalidArgument):
+        service.submit("v", {"command_line": "true", "params": "[1]"})
+    with pytest.raises(InvalidArgument):
+        service.submit("v", {})
+    with pytest.raises(InvalidArgument):
+        service.submit("v", {"command_line": "true", "env": json.dumps([{"name": "BAD NAME", "value": "x"}])})
+
+
+def test_second_submit_is_ignored(make_app):
+    service = make_app().service(None)
+    service.setup("d")
+    submit(service, "d", "echo once >> ../outputs/count")
+    submit(service, "d", "echo twice >> ../outputs/count")
+    wait_terminal(service, "d")
+    assert service.output_file("d", "output", "count").read_text() == "once\n"
+
+
+def test_setup_params_let_the_submit_set_up_the_job(make_app):
+    service = make_app().service(None)
+    submit(
+        service,
+        "s",
+        "echo __PULSAR_JOBS_DIRECTORY__ > ../outputs/root",
+        setup_params={"job_id": "s", "tool_id": "t", "tool_version": "1"},
+    )
+    assert wait_terminal(service, "s")["returncode"] == 0
+    assert service.output_file("s", "output", "root").read_text().strip() == str(service.settings.staging_root)
+
+
+def test_uuid_ids(make_app):
+    service = make_app(assign_ids="uuid").service(None)
+    job_id = service.setup("5")["job_id"]
+    assert len(job_id) == 32 and job_id != "5"
+
+
+def test_failed_launch_is_reported_with_the_reason(make_app):
+    app = make_app()
+    service = app.service(None)
+    service.setup("f")
+
+    def broken(spec):
+        from pulsar.managers.base import LaunchError
+
+        raise LaunchError("scheduler said no")
+
+    service.manager.submit = broken
+    submit(service, "f", "true")
+    doc = service.status("f")
+    assert doc["status"] == "failed" and "scheduler said no" in doc["stderr"]
+
+
+def test_streams_are_capped(make_app):
+    service = make_app(maximum_stream_size=10).service(None)
+    service.setup("cap")
+    submit(service, "cap", "printf '%0100d' 0 > ../metadata/tool_stdout; printf '\\xff\\xfe' > ../metadata/job_stdout")
+    doc = wait_terminal(service, "cap")
+    assert doc["stdout"] == "0" * 10
+    assert doc["job_stdout"] == "\ufffd\ufffd"
+
+
+def test_unknown_manager(make_app):
+    app = make_app()
+    with pytest.raises(NotFound):
+        app.service("nope")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return "\nState:\tZ" not in handle.read()
+    except FileNotFoundError:
+        return False
+
