@@ -8,6 +8,7 @@ Galaxy's embedded runners construct it directly with keyword arguments.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -116,7 +117,7 @@ def _service_settings(name: str, options: Mapping[str, Any]) -> ServiceSettings:
 
 def _remote_staging_hooks() -> tuple[Any, Any]:
     try:
-        from pulsar.jobs import remote_staging
+        remote_staging = importlib.import_module("pulsar.jobs.remote_staging")
     except ImportError:
         return None, None
     return remote_staging.stage_in, remote_staging.stage_out

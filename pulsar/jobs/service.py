@@ -38,8 +38,8 @@ LAUNCH_CONFIG = "launch_config"
 _LOCK_STRIPES = 64
 
 #: remote staging hooks: (job directory, remote_staging, is_cancelled) -> ...
-StageIn = Callable[[JobDirectory, dict, Callable[[], bool]], None]
-StageOut = Callable[[JobDirectory, dict, Callable[[], bool]], list]
+StageIn = Callable[[JobDirectory, dict[str, Any], Callable[[], bool]], None]
+StageOut = Callable[[JobDirectory, dict[str, Any], Callable[[], bool]], list[str]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,7 +394,7 @@ class JobService:
         return self._terminal_document(directory, record.state.status, record.reason)
 
     def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
-        sources: list = []
+        sources: list[dict[str, Any]] = []
         try:
             sources = self._load_request(directory).dynamic_file_sources
         except (OSError, ValueError):

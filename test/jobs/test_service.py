@@ -48,7 +48,8 @@ def test_job_script_environment(make_app):
     submit(
         service,
         "env",
-        'echo "$PWD|$_GALAXY_JOB_TMP_DIR|$_GALAXY_JOB_HOME_DIR|$GALAXY_SLOTS|$FROM_CLIENT|$FROM_MANAGER|$TMPDIR" > ../outputs/env',
+        'echo "$PWD|$_GALAXY_JOB_TMP_DIR|$_GALAXY_JOB_HOME_DIR|$GALAXY_SLOTS|'
+        '$FROM_CLIENT|$FROM_MANAGER|$TMPDIR" > ../outputs/env',
         env=[{"name": "FROM_CLIENT", "value": 'a "quoted" $HOME'}],
     )
     assert wait_terminal(service, "env")["returncode"] == 0
