@@ -8,6 +8,7 @@ Galaxy's embedded runners construct it directly with keyword arguments.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -115,12 +116,17 @@ def _service_settings(name: str, options: Mapping[str, Any]) -> ServiceSettings:
     )
 
 
-def _remote_staging_hooks() -> tuple[Any, Any]:
-    try:
-        remote_staging = importlib.import_module("pulsar.jobs.remote_staging")
-    except ImportError:
-        return None, None
-    return remote_staging.stage_in, remote_staging.stage_out
+def _remote_staging_hooks(options: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Server-side staging bound to the manager's `preprocess_action_*` / `postprocess_action_*`
+    retry options (imported lazily: it pulls in `requests`)."""
+    remote_staging = importlib.import_module("pulsar.jobs.remote_staging")
+    stage_in = functools.partial(
+        remote_staging.stage_in, retry=remote_staging.retry_executor(options, "preprocess_action_")
+    )
+    stage_out = functools.partial(
+        remote_staging.stage_out, retry=remote_staging.retry_executor(options, "postprocess_action_")
+    )
+    return stage_in, stage_out
 
 
 class PulsarApp:
@@ -136,12 +142,12 @@ class PulsarApp:
         self.persistence_directory = (
             None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
         )
-        stage_in, stage_out = _remote_staging_hooks()
         self.services: dict[str, JobService] = {}
         try:
             for name, manager_options in manager_definitions(options).items():
                 merged = {key: options[key] for key in INHERITED_OPTIONS if key in options}
                 merged.update(manager_options)
+                stage_in, stage_out = _remote_staging_hooks(merged)
                 store_dir = None if self.persistence_directory is None else self.persistence_directory / name
                 service = JobService(
                     name,

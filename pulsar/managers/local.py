@@ -48,22 +48,32 @@ class _LocalManager(Manager):
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
         self._cancelled: set[str] = set()
+        self._running: dict[str, int] = {}  # job id -> pid, for jobs this process started
         self._cancel_lock = threading.Lock()
         self._stopping = threading.Event()
 
     def _run(self, spec: LaunchSpec) -> None:
         assert self.events is not None
+        # Starting under the lock closes the gap between "not cancelled" and "started":
+        # a cancel either lands before (the job never starts) or sees the pid (and kills it).
         with self._cancel_lock:
             if spec.job_id in self._cancelled:
                 self._cancelled.discard(spec.job_id)
                 return
-        try:
-            process = start_job_process(spec)
-        except OSError as exc:
-            self.events.finished(spec.job_id, failure=f"could not start the job script: {exc}")
+            try:
+                process = start_job_process(spec)
+            except OSError as exc:
+                start_error: OSError | None = exc
+            else:
+                start_error = None
+                self._running[spec.job_id] = process.pid
+        if start_error is not None:
+            self.events.finished(spec.job_id, failure=f"could not start the job script: {start_error}")
             return
         self.events.started(spec.job_id, process_identity(process.pid))
         returncode = process.wait()
+        with self._cancel_lock:
+            self._running.pop(spec.job_id, None)
         if self._stopping.is_set():
             return  # the server is going down; the next start re-attaches or completes it
         self.events.finished(spec.job_id, exit_code=exit_code_of(returncode))
@@ -82,9 +92,12 @@ class _LocalManager(Manager):
         self.events.finished(spec.job_id)
 
     def cancel(self, job_id: str, backend: Mapping[str, Any]) -> None:
-        if not kill_process_tree(backend):
-            with self._cancel_lock:
+        with self._cancel_lock:
+            pid = self._running.get(job_id)
+            if pid is None and backend.get("pid") is None:
                 self._cancelled.add(job_id)  # not started yet: skip it when its turn comes
+                return
+        kill_process_tree({"pid": pid} if pid is not None else backend)
 
     def shutdown(self) -> None:
         self._stopping.set()

@@ -3,14 +3,17 @@
 import os
 import signal
 
+from pulsar.managers.processes import find_process
+
 from .conftest import wait_for, wait_terminal
 from .test_service import submit
 
 
 def _kill_job_tree(service, job_id):
     """What a kill -9 of the server's whole process tree does to a job."""
-    record = service.store.load(job_id)
-    os.killpg(record.backend["pid"], signal.SIGKILL)
+    pid = service.store.load(job_id).backend["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: find_process({"pid": pid}) is None)
 
 
 def _running(service, job_id):

@@ -1,0 +1,266 @@
+"""Server side of remote staging (spec 6.7, 6.8): the server moves files itself.
+
+`stage_in` runs `remote_staging.setup` before launch: each entry names a target (type,
+name) in the job directory and an action saying where the bytes come from (Galaxy's
+job-files endpoint, a path on a shared mount, or literal contents).  `stage_out` runs the
+client's own output-collection plan against this job directory and sends back every file
+whose action is remote.  Both use `requests` streaming in large blocks and retry only
+transient failures.  This module imports `pulsar.shared`, never `pulsar.client`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import requests
+
+from pulsar import protocol
+from pulsar.errors import NotFound
+from pulsar.jobs.directory import JobDirectory
+from pulsar.managers.util.retry import RetryActionExecutor
+from pulsar.protocol import PathType
+from pulsar.shared import actions
+from pulsar.shared.action_mapper import FileActionMapper
+from pulsar.shared.actions import ActionError, FileAction
+from pulsar.shared.collection import RemoteListing, plan_output_collection
+from pulsar.shared.multipart import MultipartFileBody
+from pulsar.util.fileio import BLOCK_SIZE, atomic_write_text, read_capped, stream_to_file
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Connect and read timeouts for transfers (seconds).
+TIMEOUT = (30.0, 300.0)
+#: How much of a dynamic file source (galaxy.json) is read to find referenced outputs.
+DYNAMIC_SOURCE_LIMIT = 16 * 1024 * 1024
+
+
+class TransferError(Exception):
+    """A transfer failed; `http_status` is set when the other side answered."""
+
+    def __init__(self, message: str, http_status: int | None = None):
+        super().__init__(message)
+        self.http_status = http_status
+
+    @property
+    def transient(self) -> bool:
+        return self.http_status is None or self.http_status in TRANSIENT_HTTP_STATUSES
+
+
+class UnsupportedAction(Exception):
+    """This server cannot perform the action (e.g. rsync/scp/object store)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, (UnsupportedAction, ActionError, NotFound)):
+        return False
+    if isinstance(exc, TransferError):
+        return exc.transient
+    return True  # connection errors, timeouts, I/O hiccups
+
+
+def retry_executor(options: Mapping[str, Any] | None = None, prefix: str = "preprocess_action_") -> RetryActionExecutor:
+    """Build the executor from manager options (`<prefix>max_retries` etc., spec 7.3).
+
+    Manager semantics: `max_retries` -1 (default) never retries, 0 retries forever.
+    """
+    options = options or {}
+    max_retries = int(options.get(prefix + "max_retries", -1))
+    return RetryActionExecutor(
+        max_retries=None if max_retries == 0 else max_retries,
+        interval_start=float(options.get(prefix + "interval_start", 2)),
+        interval_step=float(options.get(prefix + "interval_step", 2)),
+        interval_max=float(options.get(prefix + "interval_max", 30)),
+        catch=_retryable,
+    )
+
+
+def _check(response: requests.Response, what: str) -> None:
+    if response.status_code >= 400:
+        try:
+            detail = response.raw.read(500, decode_content=True).decode("utf-8", "replace")
+        except Exception:
+            detail = ""
+        response.close()
+        raise TransferError(f"{what}: HTTP {response.status_code} {detail}".strip(), response.status_code)
+
+
+# -- stage in -----------------------------------------------------------------------------
+
+
+class _Decoded:
+    """The response body with any Content-Encoding undone (should Galaxy compress anyway)."""
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size, decode_content=True) or b""
+
+
+def _fetch_url(url: str, target: Path) -> None:
+    try:
+        response = requests.get(url, stream=True, timeout=TIMEOUT, headers={"Accept-Encoding": "identity"})
+    except requests.RequestException as exc:
+        raise TransferError(f"GET {_redact(url)} failed: {exc}") from exc
+    with response:
+        _check(response, f"GET {_redact(url)}")
+        length_header = response.headers.get("Content-Length")
+        length = int(length_header) if length_header and not response.headers.get("Content-Encoding") else None
+        try:
+            stream_to_file(_Decoded(response.raw), target, length=length)
+        except (OSError, requests.RequestException) as exc:
+            raise TransferError(f"GET {_redact(url)} interrupted: {exc}") from exc
+
+
+def _copy_path(source: str, target: Path) -> None:
+    size = os.path.getsize(source)
+    with open(source, "rb") as handle:
+        stream_to_file(handle, target, length=size)
+
+
+def write_to_path(action: FileAction, target: Path) -> None:
+    """Materialise one setup entry at `target` (inside the job directory)."""
+    kind = action.action_type
+    if kind == actions.MESSAGE:
+        atomic_write_text(target, action.contents or "")
+    elif kind == actions.REMOTE_COPY:
+        _copy_path(str(action.path), target)
+    elif kind in actions.URL_ACTIONS:
+        if not action.url:
+            raise ActionError(f"{kind} action for {action.path} has no url")
+        _fetch_url(action.url, target)
+    else:
+        raise UnsupportedAction(f"this server cannot perform {kind!r} actions")
+
+
+def stage_in(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_cancelled: Callable[[], bool],
+             *, retry: RetryActionExecutor | None = None) -> None:
+    """Run `remote_staging.setup` in order; raise on the first failure.  Returns early,
+    without error, once `is_cancelled()` is true."""
+    executor = retry or retry_executor()
+    for entry in remote_staging.get("setup") or []:
+        if is_cancelled():
+            log.info("job %s cancelled; input staging stopped", job_directory.job_id)
+            return
+        action = FileAction.from_dict(entry["action"])
+        if action.action_type not in actions.SERVER_SETUP_ACTIONS:
+            raise ActionError(f"action {action.action_type!r} cannot be staged by the server")
+        target = job_directory.upload_target(PathType(entry["type"]), str(entry["name"]))
+        log.debug("job %s: staging %s %s via %s", job_directory.job_id, entry["type"], entry["name"], action.action_type)
+        executor.execute(functools.partial(write_to_path, action, target))
+
+
+# -- stage out ----------------------------------------------------------------------------
+
+
+def _post_file(url: str, source: Path) -> None:
+    body = MultipartFileBody(str(source), field_name="file", block_size=BLOCK_SIZE)
+    try:
+        response = requests.post(url, data=body, headers={"Content-Type": body.content_type}, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        raise TransferError(f"POST {_redact(url)} failed: {exc}") from exc
+    finally:
+        body.close()
+    with response:
+        _check(response, f"POST {_redact(url)}")
+
+
+def _copy_to_client_path(source: Path, destination: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    _copy_path(str(source), Path(destination))
+
+
+def write_from_path(action: FileAction, source: Path) -> None:
+    """Send one output file (`source`, in the job directory) where the client wants it."""
+    kind = action.action_type
+    if kind == actions.REMOTE_COPY:
+        _copy_to_client_path(source, str(action.path))
+    elif kind in actions.URL_ACTIONS:
+        if not action.url:
+            raise ActionError(f"{kind} action for {action.path} has no url")
+        _post_file(action.url, source)
+    else:
+        raise UnsupportedAction(f"this server cannot send outputs back with {kind!r}")
+
+
+def _has_remote_actions(mapper: FileActionMapper) -> bool:
+    remote = {a for a, s in actions.STAGING_OF_ACTION.items() if s == actions.STAGING_REMOTE}
+    return mapper.default_action in remote or any(rule.action in remote for rule in mapper.rules)
+
+
+def _listing(job_directory: JobDirectory, client_outputs: Mapping[str, Any]) -> RemoteListing:
+    realized = []
+    for source in client_outputs.get("dynamic_file_sources") or []:
+        path = source.get("path")
+        if not path:
+            continue
+        try:
+            file_path = job_directory.lookup_path(PathType.OUTPUT_WORKDIR, str(path))
+        except Exception:
+            continue
+        if file_path.is_file():
+            contents = read_capped(file_path, DYNAMIC_SOURCE_LIMIT).decode("utf-8", "replace")
+            realized.append({**source, "contents": contents})
+    return RemoteListing(
+        working_directory_contents=job_directory.list_files(protocol.WORKING_DIR, "/"),
+        output_directory_contents=job_directory.list_files(protocol.OUTPUTS_DIR, "/"),
+        metadata_directory_contents=job_directory.list_files(protocol.METADATA_DIR, "/"),
+        job_directory_contents=job_directory.list_top(),
+        separator="/",
+        realized_dynamic_file_sources=realized,
+        working_directory=str(job_directory.working),
+    )
+
+
+def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_cancelled: Callable[[], bool],
+              *, retry: RetryActionExecutor | None = None) -> list[str]:
+    """Send back every collected output whose action is remote; return failure messages.
+
+    HTTP 403 from Galaxy (a purged dataset) is not a failure; neither is a missing file the
+    plan marks as optional.
+    """
+    mapper_dict = remote_staging.get("action_mapper")
+    if not mapper_dict:
+        return []
+    mapper = FileActionMapper.from_dict(mapper_dict)
+    if not _has_remote_actions(mapper):
+        return []
+    executor = retry or retry_executor(prefix="postprocess_action_")
+    client_outputs = remote_staging.get("client_outputs") or {}
+    plan = plan_output_collection(client_outputs, _listing(job_directory, client_outputs))
+    failures: list[str] = []
+    for fetch in plan:
+        if is_cancelled():
+            log.info("job %s cancelled; output staging stopped", job_directory.job_id)
+            break
+        try:
+            action = mapper.action(fetch.local_path, fetch.output_type)
+            if not action.is_remote:
+                continue
+            try:
+                source = job_directory.download_source(PathType(fetch.output_type), fetch.name)
+            except NotFound:
+                if fetch.tolerate_missing:
+                    continue
+                raise
+            executor.execute(functools.partial(write_from_path, action, source))
+        except TransferError as exc:
+            if exc.http_status == 403:
+                log.info("job %s: %s refused with 403 (dataset deleted?); skipped", job_directory.job_id, fetch.name)
+                continue
+            failures.append(f"{fetch.name}: {exc}")
+        except Exception as exc:
+            failures.append(f"{fetch.name}: {exc}")
+    for failure in failures:
+        log.warning("job %s: output staging failed: %s", job_directory.job_id, failure)
+    return failures
+
+
+def _redact(url: str) -> str:
+    """URLs carry Galaxy job keys; keep them out of logs and messages."""
+    return url.split("?", 1)[0]

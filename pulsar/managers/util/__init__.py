@@ -1,0 +1,1 @@
+"""Small utilities shared by managers, and imported by Galaxy (see `retry`)."""
