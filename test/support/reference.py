@@ -14,10 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: The reference client imports `galaxy.util` / `galaxy.tool_util` without declaring them
+#: (Galaxy provides them); pin the Galaxy release that pins pulsar-galaxy-lib 0.15.x.
+GALAXY_CLIENT_DEPENDENCIES = ["galaxy-tool-util==26.1.2", "galaxy-util==26.1.2"]
+
 #: name -> pip requirements
 REFERENCE_ENVS = {
-    "galaxy-lib-0.15.16": ["pulsar-galaxy-lib==0.15.16"],
-    "galaxy-lib-0.16.0": ["pulsar-galaxy-lib==0.16.0"],
+    "galaxy-lib-0.15.16": ["pulsar-galaxy-lib==0.15.16", *GALAXY_CLIENT_DEPENDENCIES],
+    "galaxy-lib-0.16.0": ["pulsar-galaxy-lib==0.16.0", *GALAXY_CLIENT_DEPENDENCIES],
     "app-0.16.0": ["pulsar-app[web]==0.16.0"],
 }
 
@@ -34,19 +38,20 @@ def reference_venv(name: str) -> Path:
     requirements = REFERENCE_ENVS[name]
     venv = cache_root() / "venvs" / name
     marker = venv / ".installed"
-    if marker.exists():
+    wanted = "\n".join(requirements) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
         return venv
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
+        if marker.exists() and marker.read_text() == wanted:
             return venv
         if venv.exists():
             shutil.rmtree(venv)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
         subprocess.run(pip + requirements, check=True)
-        marker.write_text("\n".join(requirements) + "\n")
+        marker.write_text(wanted)
     return venv
 
 

@@ -1,0 +1,46 @@
+# Everyday commands.  `make setup-venv` once, then `make tests` (everything, as CI runs it)
+# or `make test-quick` (no schedulers, no reference venvs) while iterating.
+
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+QUICK_MARKERS := not integration and not slurm and not sge and not reference and not rabbitmq
+
+.PHONY: help setup-venv tests test-quick lint bench dist clean
+
+help:
+	@echo "setup-venv  create $(VENV) with pulsar (editable) and the dev tools"
+	@echo "tests       the whole suite (needs the schedulers of test/infra for the slurm/sge tests)"
+	@echo "test-quick  fast subset: no integration, scheduler or reference-client tests"
+	@echo "lint        ruff + mypy on pulsar/"
+	@echo "bench       run bench/run.py"
+	@echo "dist        build an sdist and a wheel into dist/"
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade --disable-pip-version-check -q pip
+
+setup-venv: $(VPY)
+	$(VPY) -m pip install --disable-pip-version-check -q -e '.[drmaa,amqp,paster]' -r dev-requirements.txt
+
+tests:
+	$(VPY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+test-quick:
+	$(VPY) -m pytest -p no:cacheprovider -ra -m "$(QUICK_MARKERS)" $(PYTEST_ARGS)
+
+lint:
+	$(VPY) -m ruff check pulsar test
+	$(VPY) -m mypy pulsar
+
+bench:
+	@if [ -f bench/run.py ]; then $(VPY) bench/run.py; else echo "bench/run.py not written yet; nothing to run"; fi
+
+dist:
+	rm -rf dist build
+	$(VPY) -m pip wheel --no-deps -q -w dist .
+	$(VPY) setup.py -q sdist -d dist
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,443 @@
+"""Assemble and validate the application configuration (server.ini, app.yml, environment).
+
+Order of precedence, lowest first (spec 7.1):
+
+1. `[app:main]` of the INI file, plus its defaults `here` (the INI's directory) and
+   `__file__` (the INI path); or `app_conf` when a caller (e.g. a Paste app factory) already
+   parsed that section.
+2. The app YAML: `app_config_path` if given, else the `app_config` key (relative to
+   `config_dir`; `<path>.sample` is used when only the sample exists), else `app.yml` next to
+   the INI, else `<config_dir>/app.yml`.  Its mapping is merged over the INI values.
+3. Environment: `PULSAR_CONFIG_OVERRIDE_<KEY>` sets `<key>` unconditionally,
+   `PULSAR_CONFIG_<KEY>` only when the key is still unset.
+
+`config_dir` is the explicit argument, else `PULSAR_CONFIG_DIR`, else the INI's directory,
+else the current directory.
+
+The result is what `pulsar.core.PulsarApp(**config)` takes.  Values of the keys listed in
+`VALIDATORS` are normalised to one type whatever their source (INI values are strings):
+booleans are `bool`, sizes `int`, `job_directory_mode` an `int` of mode bits, directories
+absolute path strings (`staging_directory` and `persistence_directory` default to
+`<config_dir>/files/staging` and `<config_dir>/files/persisted_data`;
+`persistence_directory: __none__` gives `None`).  Unknown keys are kept and logged as a
+warning, because managers and plugins read keys this module does not know.  Any invalid
+value raises `ConfigurationError` naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pulsar.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APP_CONFIG_NAME = "app.yml"
+DEFAULT_INI_NAME = "server.ini"
+APP_SECTION = "app:main"
+SERVER_SECTION = "server:main"
+OVERRIDE_PREFIX = "PULSAR_CONFIG_OVERRIDE_"
+DEFAULT_PREFIX = "PULSAR_CONFIG_"
+CONFIG_DIR_ENV = "PULSAR_CONFIG_DIR"
+#: Variables with the PULSAR_CONFIG_ prefix that name files, not options.
+NOT_OPTIONS_ENV = frozenset({CONFIG_DIR_ENV, "PULSAR_CONFIG_FILE"})
+PERSISTENCE_DISABLED = "__none__"
+ASSIGN_IDS_CHOICES = ("galaxy", "uuid", "none")
+MIN_REQUEST_LINE = 8192
+
+
+# --- value coercion ----------------------------------------------------------------------
+# Each takes the raw value (a string from INI/env, or a YAML value) and returns the normalised
+# value or raises ValueError with the reason; `_validate` adds the key and the source.
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _as_int(value: Any, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(f"expected an integer, got {value!r}")
+    if number < minimum:
+        raise ValueError(f"must be at least {minimum}, got {number}")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    return _as_int(value, 0)
+
+
+def _positive_int(value: Any) -> int:
+    return _as_int(value, 1)
+
+
+def _request_line_size(value: Any) -> int:
+    return _as_int(value, MIN_REQUEST_LINE)
+
+
+def _file_mode(value: Any) -> int:
+    """An octal string ("0777", "775", "0o775") or an int of mode bits (YAML reads an
+    unquoted 0777 as octal already)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an octal mode like \"0775\", got {value!r}")
+    if isinstance(value, int):
+        mode = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal mode like \"0775\", got {value!r}") from None
+    else:
+        raise ValueError(f"expected an octal mode like \"0775\", got {value!r}")
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"mode {value!r} is outside 0000-7777")
+    return mode
+
+
+def _non_empty_string(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"expected a string, got {value!r}")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _private_token(value: Any) -> str | None:
+    """`None` or an empty string means: explicitly no token (no authentication)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _non_empty_string(value)
+
+
+def _assign_ids(value: Any) -> str:
+    text = _non_empty_string(value).lower()
+    if text not in ASSIGN_IDS_CHOICES:
+        raise ValueError(f"expected one of {', '.join(ASSIGN_IDS_CHOICES)}, got {value!r}")
+    return text
+
+
+def _url(value: Any) -> str:
+    text = _non_empty_string(value)
+    if "://" not in text:
+        raise ValueError(f"expected a URL like amqp://user:pass@host:5672//, got {value!r}")
+    return text
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):  # from INI or the environment: YAML/JSON text
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML: {exc}") from None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _manager(value: Any) -> dict[str, Any]:
+    options = _mapping(value)
+    _check_manager_type(options)
+    return options
+
+
+def _managers(value: Any) -> dict[str, Any]:
+    managers = _mapping(value)
+    for name, options in managers.items():
+        if options is None:
+            managers[name] = options = {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"manager {name!r}: expected a mapping of options, got {type(options).__name__}")
+        try:
+            _check_manager_type(options)
+        except ValueError as exc:
+            raise ValueError(f"manager {name!r}: {exc}") from None
+    return managers
+
+
+def _check_manager_type(options: Mapping[str, Any]) -> None:
+    from pulsar.managers.registry import MANAGER_TYPES
+
+    type_name = options.get("type", "queued_python")
+    if type_name not in MANAGER_TYPES:
+        raise ValueError(f"unknown manager type {type_name!r}; expected one of {', '.join(sorted(MANAGER_TYPES))}")
+
+
+#: key -> coercion.  Directory keys are handled separately (they need config_dir).
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "private_token": _private_token,
+    "assign_ids": _assign_ids,
+    "debug": _as_bool,
+    "maximum_stream_size": _non_negative_int,
+    "job_directory_mode": _file_mode,
+    "manager": _manager,
+    "managers": _managers,
+    "message_queue_url": _url,
+    "max_request_line": _request_line_size,
+    "allow_insecure_bind": _as_bool,
+    "ensure_cleanup": _as_bool,
+    "conda_auto_init": _as_bool,
+    "conda_auto_install": _as_bool,
+    "message_queue_consume": _as_bool,
+    "message_queue_publish": _as_bool,
+    "dependency_resolution": _mapping,
+    "user_auth": _mapping,
+    "galaxy_home": _non_empty_string,
+}
+
+#: Directories resolved against config_dir when relative.
+DIRECTORY_KEYS = ("staging_directory", "persistence_directory", "tool_dependency_dir", "file_cache_dir")
+
+#: Keys accepted without validation (read by managers, plugins or Paste).
+PASS_THROUGH_KEYS = frozenset(
+    {
+        "here",
+        "__file__",
+        "config_dir",
+        "app_config",
+        "use",
+        "paste.app_factory",
+        "job_managers_config",
+        "tool_config_files",
+        "tool_config_file",
+        "dependency_resolvers_config_file",
+        "job_metrics_config_file",
+        "job_metrics",
+        "sentry_dsn",
+        "sentry_event_level",
+        "status_outbox_drain_interval",
+        "min_polling_interval",
+        "max_job_attempts",
+        "fsync_uploads",
+        "tmp_dir",
+        "job_name_template",
+        "conda_prefix",
+        "conda_exec",
+        "conda_debug",
+        "conda_ensure_channels",
+    }
+)
+PASS_THROUGH_PREFIXES = ("amqp_", "message_queue_", "relay_", "object_store_", "conda_", "galaxy_")
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def load_config(
+    *,
+    ini_path: str | os.PathLike[str] | None = None,
+    app_conf: Mapping[str, Any] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+    app_config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Return the validated application configuration (see the module docstring).
+
+    `app_conf` replaces reading `[app:main]` from `ini_path` (Paste hands the section to its
+    app factory already parsed); `ini_path` still locates `app.yml` and `config_dir`.
+    Raises `ConfigurationError` for unreadable files and invalid values.
+    """
+    env = os.environ if environ is None else environ
+    ini = Path(ini_path).resolve() if ini_path is not None else None
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    if app_conf is not None:
+        _merge(values, sources, app_conf, str(ini) if ini else "the [app:main] section")
+    elif ini is not None:
+        _merge(values, sources, _read_ini_section(ini, APP_SECTION), str(ini))
+
+    directory = _config_dir(config_dir, env, ini)
+    yaml_path = _app_yaml_path(values, sources, directory, ini, app_config_path)
+    if yaml_path is not None:
+        _merge(values, sources, read_yaml_mapping(yaml_path), str(yaml_path))
+
+    for name, value in env.items():
+        if name.startswith(OVERRIDE_PREFIX) and len(name) > len(OVERRIDE_PREFIX):
+            key = name[len(OVERRIDE_PREFIX):].lower()
+            values[key] = value
+            sources[key] = f"environment variable {name}"
+    for name, value in env.items():
+        if name.startswith(DEFAULT_PREFIX) and not name.startswith(OVERRIDE_PREFIX) and name not in NOT_OPTIONS_ENV:
+            key = name[len(DEFAULT_PREFIX):].lower()
+            if key and key not in values:
+                values[key] = value
+                sources[key] = f"environment variable {name}"
+
+    values["config_dir"] = str(directory)
+    return _validate(values, sources, directory)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (an empty file is an empty mapping)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise ConfigurationError(f"{path}: expected a mapping of options at the top level")
+    return {str(key): value for key, value in loaded.items()}
+
+
+def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`[server:main]` of an INI file: `host` (str), `port` (int), `ssl_pem` (absolute path,
+    relative ones taken from the INI's directory), `threads` (int).  Only keys present in the
+    file are returned; callers apply their defaults."""
+    ini = Path(ini_path).resolve()
+    raw = _read_ini_section(ini, SERVER_SECTION)
+    parsers: dict[str, Callable[[str], Any]] = {
+        "host": _non_empty_string,
+        "port": _port,
+        "ssl_pem": lambda value: str(ini.parent / _non_empty_string(value)),
+        "threads": _positive_int,
+    }
+    result: dict[str, Any] = {}
+    for key, parse in parsers.items():
+        if key not in raw or (key in ("host", "ssl_pem") and not raw[key].strip()):
+            continue
+        try:
+            result[key] = parse(raw[key])
+        except ValueError as exc:
+            raise ConfigurationError(f"{ini}: [{SERVER_SECTION}] {key}: {exc}") from None
+    return result
+
+
+def _port(value: Any) -> int:
+    port = _as_int(value, 1)
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    return port
+
+
+def _read_ini_section(ini: Path, section: str) -> dict[str, str]:
+    """The section's values, interpolated (`%(here)s` etc.); a missing section is empty."""
+    parser = configparser.ConfigParser(
+        defaults={"here": str(ini.parent), "__file__": str(ini)},
+        interpolation=configparser.BasicInterpolation(),
+        strict=False,
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case as written
+    try:
+        with open(ini, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigurationError(f"{ini}: cannot read: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise ConfigurationError(f"{ini}: invalid INI syntax: {exc}") from None
+    if not parser.has_section(section):
+        return {}
+    result: dict[str, str] = {}
+    for key in parser.options(section):
+        try:
+            result[key] = parser.get(section, key)
+        except configparser.Error as exc:
+            raise ConfigurationError(f"{ini}: [{section}] {key}: {exc.message}") from None
+    return result
+
+
+def _merge(values: dict[str, Any], sources: dict[str, str], new: Mapping[str, Any], source: str) -> None:
+    for key, value in new.items():
+        values[str(key)] = value
+        sources[str(key)] = source
+
+
+def _config_dir(explicit: str | os.PathLike[str] | None, env: Mapping[str, str], ini: Path | None) -> Path:
+    if explicit is not None:
+        return Path(explicit).resolve()
+    if env.get(CONFIG_DIR_ENV):
+        return Path(env[CONFIG_DIR_ENV]).resolve()
+    if ini is not None:
+        return ini.parent
+    return Path.cwd()
+
+
+def _app_yaml_path(
+    values: Mapping[str, Any],
+    sources: Mapping[str, str],
+    config_dir: Path,
+    ini: Path | None,
+    explicit: str | os.PathLike[str] | None,
+) -> Path | None:
+    if explicit is not None:
+        path = Path(explicit).resolve()
+        if not path.exists():
+            raise ConfigurationError(f"app config {path} does not exist")
+        return path
+    if values.get("app_config"):
+        path = config_dir / str(values["app_config"])
+        if path.exists():
+            return path
+        sample = path.with_name(path.name + ".sample")
+        if sample.exists():
+            log.warning("%s does not exist; using %s", path, sample)
+            return sample
+        raise ConfigurationError(f"{sources['app_config']}: app_config: {path} does not exist")
+    base = ini.parent if ini is not None else config_dir
+    path = base / DEFAULT_APP_CONFIG_NAME
+    return path if path.exists() else None
+
+
+def _validate(values: dict[str, Any], sources: Mapping[str, str], config_dir: Path) -> dict[str, Any]:
+    if values.get("manager") is not None and values.get("managers") is not None:
+        raise ConfigurationError(
+            f"{sources['managers']}: managers: give either `manager` (one manager) or `managers` (several), not both"
+        )
+    result = dict(values)
+    for key, value in values.items():
+        validator = VALIDATORS.get(key)
+        if validator is not None:
+            if value is None and key not in ("private_token",):
+                result.pop(key)
+                continue
+            try:
+                result[key] = validator(value)
+            except ValueError as exc:
+                raise ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {exc}") from None
+        elif key not in DIRECTORY_KEYS and not _is_known(key):
+            log.warning("unknown configuration key %r (from %s) is ignored by pulsar itself", key, sources.get(key))
+    for key in DIRECTORY_KEYS:
+        if key in values:
+            try:
+                result[key] = _directory(values[key], config_dir, allow_none=key == "persistence_directory")
+            except ValueError as exc:
+                raise ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {exc}") from None
+    result.setdefault("staging_directory", str(config_dir / "files" / "staging"))
+    result.setdefault("persistence_directory", str(config_dir / "files" / "persisted_data"))
+    return result
+
+
+def _directory(value: Any, config_dir: Path, allow_none: bool) -> str | None:
+    if allow_none and (value is None or value == PERSISTENCE_DISABLED):
+        return None
+    text = _non_empty_string(value)
+    return str(config_dir / os.path.expanduser(text))
+
+
+def _is_known(key: str) -> bool:
+    return key in PASS_THROUGH_KEYS or key.startswith(PASS_THROUGH_PREFIXES)

@@ -1,0 +1,157 @@
+"""`pulsar-config`: write a working configuration directory.
+
+Writes `app.yml` (with a freshly generated `private_token` unless one is given; mode 0600),
+`server.ini` (usable by `pulsar -c DIR` and by `paster serve server.ini`) and `local_env.sh`
+(sourced by `run.sh`).  Nothing is written if any of them exists, unless `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pulsar.util.fileio import atomic_write_text
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8913
+
+APP_YML = """\
+# Pulsar application configuration, written by pulsar-config.
+# Every option is described in app.yml.sample in the Pulsar sources.
+
+# Shared secret every client (Galaxy's destination `private_token`) must send.
+# Keep this file readable by the Pulsar user only.
+private_token: {token}
+
+# Job directories and the server's own state; relative paths are relative to this directory.
+staging_directory: files/staging
+persistence_directory: files/persisted_data
+
+managers:
+  _default_:
+{manager}
+"""
+
+LOCAL_MANAGER = """\
+    # run jobs on this machine, this many at a time
+    type: queued_python
+    num_concurrent_jobs: 1"""
+
+DRMAA_MANAGER = """\
+    # submit jobs through DRMAA (library from DRMAA_LIBRARY_PATH, see local_env.sh)
+    type: queued_drmaa"""
+
+SERVER_INI = """\
+# Pulsar web server configuration, written by pulsar-config.
+# `pulsar -c {directory}` reads [server:main] (host, port, ssl_pem, threads) and the logging
+# sections; `paster serve server.ini` uses the same file through the `paste.server_runner`
+# and `paste.app_factory` lines.
+
+[server:main]
+paste.server_runner = pulsar.web.server:server_runner
+host = {host}
+port = {port}
+# A PEM file holding the certificate followed by its private key enables HTTPS:
+#ssl_pem = %(here)s/server.pem
+
+[app:main]
+paste.app_factory = pulsar.web.wsgi:app_factory
+app_config = %(here)s/app.yml
+
+[loggers]
+keys = root, pulsar
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[logger_pulsar]
+level = INFO
+handlers =
+qualname = pulsar
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s
+"""
+
+LOCAL_ENV = """\
+# Sourced by run.sh before Pulsar starts: environment for Pulsar and the jobs it runs.
+{drmaa}
+# Galaxy installation used by jobs that run Galaxy code (metadata, set_meta):
+#export GALAXY_HOME=/path/to/galaxy
+#export GALAXY_VIRTUAL_ENV=/path/to/galaxy/.venv
+# run.sh activates ./.venv itself; activate another virtualenv here if Pulsar lives elsewhere:
+#. /path/to/pulsar-venv/bin/activate
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    directory = Path(args.directory).resolve()
+    files = render(
+        directory=directory,
+        host=args.host,
+        port=args.port,
+        token=args.private_token or secrets.token_urlsafe(32),
+        libdrmaa_path=args.libdrmaa_path,
+    )
+    existing = [name for name in files if (directory / name).exists()]
+    if existing and not args.force:
+        print(f"pulsar-config: {', '.join(existing)} already exist in {directory}; use --force to overwrite",
+              file=sys.stderr)
+        return 1
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        atomic_write_text(directory / name, text, mode=FILE_MODES[name])
+    print(f"pulsar-config: wrote {', '.join(files)} in {directory}")
+    print(f"start the server with: pulsar -c {shlex.quote(str(directory))}")
+    return 0
+
+
+#: app.yml holds the token; local_env.sh is sourced, not executed.
+FILE_MODES = {"app.yml": 0o600, "server.ini": 0o644, "local_env.sh": 0o644}
+
+
+def render(*, directory: Path, host: str, port: int, token: str, libdrmaa_path: str | None) -> dict[str, str]:
+    """The generated files by name (pure: writes nothing)."""
+    drmaa = (f"export DRMAA_LIBRARY_PATH={shlex.quote(libdrmaa_path)}" if libdrmaa_path
+             else "#export DRMAA_LIBRARY_PATH=/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0")
+    return {
+        # a JSON string is a valid YAML scalar, whatever characters the token holds
+        "app.yml": APP_YML.format(token=json.dumps(token), manager=DRMAA_MANAGER if libdrmaa_path else LOCAL_MANAGER),
+        "server.ini": SERVER_INI.format(directory=shlex.quote(str(directory)), host=host, port=port),
+        "local_env.sh": LOCAL_ENV.format(drmaa=drmaa),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulsar-config", description="Write a Pulsar configuration directory.")
+    parser.add_argument("--directory", default=".", help="where to write the files (default: .)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--private_token", "--private-token", help="shared secret (default: a generated one)")
+    parser.add_argument("--libdrmaa_path", "--libdrmaa-path",
+                        help="path of libdrmaa.so: configures a queued_drmaa manager")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The WSGI callable: route, authenticate, dispatch, and turn every outcome into a response.
+
+Outcomes:
+* a handler's `Response` (JSON, `OK`, or a file stream);
+* a `pulsar.errors.PulsarError` -> its status with `{"error": ..., "detail": ...}` and one
+  log line on `pulsar.web`;
+* a truncated upload body -> 400;
+* anything else -> 500 with a generic JSON body, logged with its traceback.
+
+Every request gets one access-log line on `pulsar.web.access` (query values scrubbed);
+for downloads it is written when the server closes the body, so duration and bytes cover
+the whole transfer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+from pulsar.errors import InvalidArgument, PulsarError
+from pulsar.util.fileio import TruncatedStream
+from pulsar.web.args import Args, parse_query
+from pulsar.web.auth import is_authorized, scrubbed_query
+from pulsar.web.request import PulsarAppLike, Request, RequestLineTooLong, RouteNotFound, Unauthorized
+from pulsar.web.responses import (
+    FILE_BLOCK_SIZE,
+    Response,
+    error_from_exception,
+    error_response,
+)
+from pulsar.web.routes import RouteTable
+
+log = logging.getLogger("pulsar.web")
+access_log = logging.getLogger("pulsar.web.access")
+
+StartResponse = Callable[..., Any]
+
+
+class PulsarWsgiApp:
+    """WSGI application over a `PulsarAppLike` (normally `pulsar.core.PulsarApp`)."""
+
+    def __init__(self, app: PulsarAppLike, routes: RouteTable | None = None):
+        self.app = app
+        self.routes = routes if routes is not None else RouteTable()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        raw_path = str(environ.get("PATH_INFO", "") or "/")
+        exchange = _Exchange(environ, method, _shortened(raw_path))
+        try:
+            response = self._respond(environ, method, raw_path, exchange)
+        except PulsarError as exc:
+            response = error_from_exception(exc)
+            log.warning("%s %s -> %d %s: %s", method, exchange.path, exc.http_status, exc.error, exc.detail)
+        except TruncatedStream as exc:
+            response = error_response(400, "incomplete_body", str(exc))
+            log.warning("%s %s -> 400 incomplete_body: %s", method, exchange.path, exc)
+        except Exception:
+            log.exception("unhandled error serving %s %s", method, exchange.path)
+            response = error_response(500, "server_error", "internal server error; see the server log")
+
+        def finished() -> None:
+            exchange.log(response, time.monotonic() - started)
+
+        start_response(response.status_line, response.headers)
+        if response.file is not None:
+            response.file.on_close = finished
+            wrapper = environ.get("wsgi.file_wrapper")
+            if wrapper is not None:
+                wrapped: Iterable[bytes] = wrapper(response.file, FILE_BLOCK_SIZE)
+                return wrapped
+            return response.file
+        finished()
+        return [response.body]
+
+    def _respond(self, environ: Mapping[str, Any], method: str, raw_path: str, exchange: "_Exchange") -> Response:
+        query_string = str(environ.get("QUERY_STRING", "") or "")
+        limit = self.app.max_request_line
+        if limit and len(raw_path) + len(query_string) > limit:
+            raise RequestLineTooLong(f"request line longer than {limit} bytes")
+        try:
+            path = raw_path.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            raise InvalidArgument("request path is not valid UTF-8") from None
+        match = self.routes.match(method, path)
+        if match is None:
+            raise RouteNotFound(f"no route for {method} {path}")
+        query = parse_query(query_string)
+        exchange.query = query
+        if match.route.authenticated and not is_authorized(self.app.private_token, environ, query):
+            raise Unauthorized("missing or wrong private_token")
+        request = Request(self.app, environ, method, path, match.manager_name, Args(query, match.path_vars))
+        return match.route.handler(request)
+
+
+class _Exchange:
+    """What the access log needs to know about one request."""
+
+    __slots__ = ("client", "method", "path", "query")
+
+    def __init__(self, environ: Mapping[str, Any], method: str, path: str):
+        self.client = str(environ.get("REMOTE_ADDR", "-"))
+        self.method = method
+        self.path = path
+        self.query: Mapping[str, str] | None = None
+
+    def log(self, response: Response, duration: float) -> None:
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info('%s "%s %s%s" %d %d %.3fs', self.client, self.method, self.path,
+                            scrubbed_query(self.query), response.status, response.content_length, duration)
+
+
+def _shortened(path: str, limit: int = 300) -> str:
+    return path if len(path) <= limit else path[:limit] + "..."

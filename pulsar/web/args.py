@@ -1,0 +1,80 @@
+"""Request arguments: the query string decoded with form semantics, plus path variables.
+
+Wire facts (spec 2.2): UTF-8, `+` is a space, blank values are kept, the *last* value of a
+repeated key wins, unknown keys are ignored, and path variables beat query values.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+from urllib.parse import parse_qsl
+
+from pulsar.errors import InvalidArgument
+
+#: Never handed to a handler: it authenticates the request and is a secret.
+TOKEN_PARAMETER = "private_token"
+
+
+def parse_query(query_string: str) -> dict[str, str]:
+    """Decode a raw WSGI QUERY_STRING (the latin-1 text of the wire bytes) into a dict.
+
+    Raises `InvalidArgument` if the bytes are not valid UTF-8 once percent-decoded."""
+    try:
+        text = _wire_text(query_string)
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeError, ValueError) as exc:
+        raise InvalidArgument(f"query string is not valid UTF-8 form data: {exc}") from None
+    return dict(pairs)  # later pairs overwrite earlier ones: last value wins
+
+
+class Args(Mapping[str, str]):
+    """Read-only mapping of argument name -> value with `required`/`optional` helpers.
+
+    Built from the decoded query and the route's path variables (which win); the token is
+    dropped so no handler or service ever sees it."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, query: Mapping[str, str], path_vars: Mapping[str, str] | None = None):
+        values = dict(query)
+        values.pop(TOKEN_PARAMETER, None)
+        if path_vars:
+            values.update(path_vars)
+        self._values = values
+
+    @classmethod
+    def parse(cls, query_string: str, path_vars: Mapping[str, str] | None = None) -> "Args":
+        return cls(parse_query(query_string), path_vars)
+
+    def required(self, name: str) -> str:
+        """The value of `name`; `InvalidArgument` (400) if absent.  Blank values count as given."""
+        try:
+            return self._values[name]
+        except KeyError:
+            raise InvalidArgument(f"missing required argument {name!r}") from None
+
+    def optional(self, name: str, default: str | None = None) -> str | None:
+        return self._values.get(name, default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Args({sorted(self._values)})"
+
+
+def _wire_text(environ_text: str) -> str:
+    """Undo PEP 3333's latin-1 mapping so raw (unescaped) UTF-8 bytes decode correctly.
+
+    A server that already decoded as UTF-8 hands us characters above U+00FF; keep those."""
+    try:
+        raw = environ_text.encode("latin-1")
+    except UnicodeEncodeError:
+        return environ_text
+    return raw.decode("utf-8", "strict")

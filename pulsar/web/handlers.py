@@ -1,0 +1,109 @@
+"""One function per route.  Each parses its own arguments and calls one service method.
+
+Handlers raise `pulsar.errors.PulsarError` subclasses for client mistakes; `pulsar.web.app`
+turns those into JSON error responses.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from pulsar.errors import InvalidArgument, NotFound
+from pulsar.web.ranges import RangeNotSatisfiable, content_range, parse_range
+from pulsar.web.request import Request
+from pulsar.web.responses import OCTET_TYPE, FileRange, Response, error_response, json_response, ok_response
+
+
+def setup(request: Request) -> Response:
+    """`POST /jobs`.  `preserve_galaxy_python_environment` is ignored over HTTP, as in the reference."""
+    service = request.service()
+    args = request.args
+    document = service.setup(
+        args.required("job_id"),
+        tool_id=args.optional("tool_id"),
+        tool_version=args.optional("tool_version"),
+    )
+    return json_response(document)
+
+
+def upload(request: Request) -> Response:
+    """`POST /jobs/{job_id}/files`: the body is the file, whatever its Content-Type says."""
+    service = request.service()
+    args = request.args
+    name = args.required("name")
+    if args.optional("cache_token"):
+        raise InvalidArgument("cache_token uploads need the file cache, which this server does not provide")
+    length = request.body_length()
+    path, result = service.upload(args.required("job_id"), args.optional("type"), name, request.body, length)
+    return json_response({"path": str(path), "size": result.size, "sha256": result.sha256})
+
+
+def file_path(request: Request) -> Response:
+    """`GET /jobs/{job_id}/files/path`."""
+    service = request.service()
+    args = request.args
+    path = service.file_path(args.required("job_id"), args.optional("type"), args.required("name"))
+    return json_response({"path": str(path)})
+
+
+def submit(request: Request) -> Response:
+    """`POST /jobs/{job_id}/submit`: the raw arguments go to the service, which decodes the JSON ones."""
+    service = request.service()
+    args = request.args
+    args.required("command_line")
+    service.submit(args.required("job_id"), args)
+    return ok_response()
+
+
+def status(request: Request) -> Response:
+    """`/jobs/{job_id}/status`, any method; unknown jobs are `lost` with 200 (spec 4.5)."""
+    service = request.service()
+    return json_response(service.status(request.args.required("job_id")))
+
+
+def cancel(request: Request) -> Response:
+    service = request.service()
+    service.cancel(request.args.required("job_id"))
+    return ok_response()
+
+
+def clean(request: Request) -> Response:
+    service = request.service()
+    service.clean(request.args.required("job_id"))
+    return ok_response()
+
+
+def download(request: Request) -> Response:
+    """`GET /jobs/{job_id}/files`: stream one file, honouring a single byte range."""
+    service = request.service()
+    args = request.args
+    path = service.output_file(args.required("job_id"), args.optional("type"), args.required("name"))
+    try:
+        handle = open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise NotFound(f"no file {args['name']!r} to download") from None
+    try:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotFound(f"{args['name']!r} is not a regular file")
+        size = info.st_size
+        try:
+            byte_range = parse_range(request.environ.get("HTTP_RANGE"), size)
+        except RangeNotSatisfiable as exc:
+            handle.close()
+            return error_response(416, "range_not_satisfiable", str(exc),
+                                  [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")])
+    except BaseException:
+        handle.close()
+        raise
+    start, stop = byte_range if byte_range is not None else (0, size)
+    headers = [("Content-Type", OCTET_TYPE), ("Content-Length", str(stop - start)), ("Accept-Ranges", "bytes")]
+    if byte_range is not None:
+        headers.append(("Content-Range", content_range(start, stop, size)))
+    return Response(206 if byte_range is not None else 200, headers, file=FileRange(handle, start, stop))
+
+
+def healthz(request: Request) -> Response:
+    """`GET /healthz`: no token, no manager lookup, nothing but the version."""
+    return json_response({"version": request.app.version})

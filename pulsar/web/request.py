@@ -1,0 +1,85 @@
+"""The per-request object handlers receive, and the app contract the web layer relies on."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+from pulsar.errors import InvalidArgument, PulsarError
+from pulsar.jobs.service import JobService
+from pulsar.util.fileio import Readable
+from pulsar.web.args import Args
+
+
+class PulsarAppLike(Protocol):
+    """What the web layer needs from `pulsar.core.PulsarApp` (and nothing more)."""
+
+    private_token: str | None
+    version: str
+    max_request_line: int
+
+    def service(self, manager_name: str, /) -> JobService:
+        """The job service of a manager; `pulsar.errors.NotFound` for an unknown name."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop the managers; called once the server has stopped serving."""
+        ...
+
+
+class LengthRequired(PulsarError):
+    """A body-carrying request has neither Content-Length nor a terminated (de-chunked) body."""
+
+    http_status = 411
+    error = "length_required"
+
+
+class RequestLineTooLong(PulsarError):
+    http_status = 414
+    error = "request_line_too_long"
+
+
+class Unauthorized(PulsarError):
+    http_status = 401
+    error = "unauthorized"
+
+
+class RouteNotFound(PulsarError):
+    http_status = 404
+    error = "not_found"
+
+
+class Request:
+    """One matched request: the app, the manager the URL names, and the decoded arguments."""
+
+    __slots__ = ("app", "environ", "method", "path", "manager_name", "args")
+
+    def __init__(self, app: PulsarAppLike, environ: Mapping[str, Any], method: str, path: str,
+                 manager_name: str, args: Args):
+        self.app = app
+        self.environ = environ
+        self.method = method
+        self.path = path
+        self.manager_name = manager_name
+        self.args = args
+
+    def service(self) -> JobService:
+        return self.app.service(self.manager_name)
+
+    @property
+    def body(self) -> Readable:
+        stream: Readable = self.environ["wsgi.input"]
+        return stream
+
+    def body_length(self) -> int | None:
+        """Bytes to read from `body`; None means read to EOF (the server terminated the body).
+
+        Raises `InvalidArgument` for a malformed Content-Length and `LengthRequired` when the
+        length is unknown and the server did not promise a terminated stream."""
+        raw = str(self.environ.get("CONTENT_LENGTH") or "").strip()
+        if raw:
+            if not raw.isdigit():
+                raise InvalidArgument(f"invalid Content-Length {raw!r}")
+            return int(raw)
+        if self.environ.get("wsgi.input_terminated"):
+            return None
+        raise LengthRequired("an upload needs a Content-Length header or a chunked body")

@@ -1,0 +1,121 @@
+"""The byte-level readers of the server, over a socket pair."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Iterator
+
+import pytest
+
+from pulsar.errors import InvalidArgument
+from pulsar.web.httpio import ChunkedInput, ContentLengthInput, SocketReader
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    left.settimeout(10)
+    right.settimeout(10)
+    yield left, right
+    left.close()
+    right.close()
+
+
+def feed(sock: socket.socket, data: bytes, close: bool = True) -> threading.Thread:
+    def run() -> None:
+        try:
+            sock.sendall(data)
+            if close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the reader gave up early (malformed input) and the test closed the pair
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_readline_limits_and_eof(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    feed(client, b"short\r\n" + b"x" * 100 + b"\nrest")
+    reader = SocketReader(server, recv_size=16)
+    assert reader.readline(50) == b"short\r\n"
+    assert reader.readline(50) == b"x" * 50  # no newline within the limit: caller sees no "\n"
+    assert reader.readline(100) == b"x" * 50 + b"\n"
+    assert reader.readline(100) == b"rest"
+    assert reader.readline(100) == b""
+
+
+def test_readline_across_buffer_compaction(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    lines = [b"line %d with some padding\r\n" % i for i in range(200)]
+    feed(client, b"".join(lines))
+    reader = SocketReader(server, recv_size=7)
+    assert [reader.readline(1000) for _ in lines] == lines
+
+
+def test_read_mixes_buffer_and_socket(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    payload = bytes(range(256)) * 4096
+    feed(client, b"head\n" + payload)
+    reader = SocketReader(server, recv_size=1000)
+    assert reader.readline(10) == b"head\n"
+    assert reader.read(len(payload) + 10) == payload  # EOF: fewer bytes
+
+
+def test_content_length_input(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    feed(client, b"0123456789NEXT")
+    reader = SocketReader(server)
+    calls = []
+    body = ContentLengthInput(reader, 10, lambda: calls.append("continue"))
+    assert not body.started
+    assert body.read(4) == b"0123"
+    assert calls == ["continue"] and body.started
+    assert body.read() == b"456789"
+    assert body.finished and body.read() == b""
+    assert reader.read(4) == b"NEXT"  # never reads past its length
+
+
+def test_content_length_input_truncated(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    feed(client, b"abc")
+    body = ContentLengthInput(SocketReader(server), 10)
+    assert body.read(10) == b"abc"
+    assert body.broken and not body.finished
+
+
+def test_chunked_input(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    feed(client, b"4\r\nWiki\r\n5;name=x\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: y\r\n\r\nNEXT")
+    reader = SocketReader(server, recv_size=5)
+    body = ChunkedInput(reader)
+    assert body.read(3) == b"Wik"
+    assert body.read() == b"ipedia in\r\n\r\nchunks."
+    assert body.finished and body.read() == b""
+    assert reader.read(4) == b"NEXT"
+
+
+def test_chunked_readline(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    feed(client, b"3\r\na\nb\r\n2\r\nc\n\r\n0\r\n\r\n")
+    assert list(ChunkedInput(SocketReader(server))) == [b"a\n", b"bc\n"]
+
+
+@pytest.mark.parametrize("data", [b"zz\r\nhello\r\n0\r\n\r\n", b"-1\r\n", b"5\r\nhelloXX0\r\n\r\n", b"0x5\r\nhello\r\n"])
+def test_malformed_chunked_input(pair: tuple[socket.socket, socket.socket], data: bytes) -> None:
+    server, client = pair
+    feed(client, data)
+    body = ChunkedInput(SocketReader(server))
+    with pytest.raises(InvalidArgument):
+        body.read()
+    assert body.broken
+
+
+def test_chunked_input_cut_short(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    feed(client, b"10\r\nonly")
+    body = ChunkedInput(SocketReader(server))
+    assert body.read() == b"only"
+    assert body.broken and not body.finished
