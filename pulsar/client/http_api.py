@@ -1,0 +1,263 @@
+"""Calls to one Pulsar server: URLs, query arguments, status checks, streaming, retries.
+
+Every argument goes in the query string (spec 2.2), with `private_token` appended when
+configured.  A response is accepted only with a 2xx status; anything else raises
+`PulsarClientTransportError` carrying the status and the server's error detail.  Transient
+failures (no response, timeouts, 408/425/429/500/502/503/504, truncated or corrupted
+bodies) are retried with growing pauses; a permanent 4xx fails at once.  Downloads land
+in a temp file beside the destination and are renamed only when complete and verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from typing import Any, Callable, Mapping, TypeVar
+from urllib.parse import urlencode, urljoin
+
+from pulsar.client.exceptions import IntegrityError, OutputNotFound, PulsarClientTransportError
+from pulsar.client.transport.base import FileBody, HttpRequest, HttpResponse, Transport
+from pulsar.managers.util.retry import RetryActionExecutor
+from pulsar.util.fileio import StreamResult, TruncatedStream, stream_to_file
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Transfers at least this big are logged with progress.
+LARGE_TRANSFER = 64 * 1024 * 1024
+PROGRESS_STEP = 256 * 1024 * 1024
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 4
+    interval_start: float = 0.2
+    interval_step: float = 0.5
+    interval_max: float = 5.0
+
+    def executor(self) -> RetryActionExecutor:
+        return RetryActionExecutor(
+            max_retries=self.max_retries,
+            interval_start=self.interval_start,
+            interval_step=self.interval_step,
+            interval_max=self.interval_max,
+            catch=lambda exc: isinstance(exc, PulsarClientTransportError) and exc.transient,
+        )
+
+
+NO_RETRY = RetryPolicy(max_retries=0)
+
+
+def _error_detail(response: HttpResponse) -> str:
+    try:
+        raw = response.read(ERROR_BODY_LIMIT)
+    except PulsarClientTransportError:
+        return ""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return _plain(text)
+    if isinstance(document, Mapping):
+        detail = document.get("detail") or document.get("message") or document.get("error")
+        if detail:
+            error = document.get("error")
+            return f"{error}: {detail}" if error and error != detail else str(detail)
+    return text[:2000]
+
+
+def _plain(text: str) -> str:
+    """An HTML error page reduced to its words, short enough for a log line."""
+    words = re.sub(r"<[^>]*>", " ", text)
+    return " ".join(words.split())[:500]
+
+
+def check_status(response: HttpResponse, url: str) -> None:
+    """Raise for a non-2xx response (closing it), with the server's detail in the error."""
+    if 200 <= response.status < 300:
+        return
+    try:
+        detail = _error_detail(response)
+    finally:
+        response.close()
+    error_class = OutputNotFound if response.status == 404 else PulsarClientTransportError
+    raise error_class(
+        PulsarClientTransportError.NOT_200,
+        message=f"{url.split('?', 1)[0]} failed",
+        transport_code=response.status,
+        transport_message=detail,
+    )
+
+
+def _announced_sha256(headers: Callable[[str], str | None]) -> str | None:
+    value = headers("sha256")
+    if value:
+        return value.strip().lower()
+    digest = headers("repr-digest") or headers("digest")
+    if digest:
+        for item in digest.split(","):
+            algorithm, _, encoded = item.strip().partition("=")
+            if algorithm.strip().lower() in ("sha-256", "sha256"):
+                encoded = encoded.strip().strip(":")
+                try:
+                    return base64.b64decode(encoded).hex()
+                except ValueError:
+                    return None
+    return None
+
+
+class _Progress:
+    def __init__(self, what: str, total: int | None):
+        self.what = what
+        self.total = total
+        self.started = time.monotonic()
+        self.next_report = PROGRESS_STEP
+        self.large = total is not None and total >= LARGE_TRANSFER
+        if self.large:
+            log.info("%s: starting, %d bytes", what, total)
+
+    def __call__(self, done: int) -> None:
+        if self.large and done >= self.next_report:
+            log.info("%s: %d of %s bytes", self.what, done, self.total)
+            self.next_report += PROGRESS_STEP
+
+    def finish(self, done: int) -> None:
+        if self.large:
+            elapsed = max(time.monotonic() - self.started, 1e-6)
+            log.info("%s: done, %d bytes in %.1f s (%.1f MiB/s)", self.what, done, elapsed, done / elapsed / 2**20)
+
+
+class HttpApi:
+    """The HTTP conversation with one server (base URL already includes any manager prefix)."""
+
+    def __init__(self, base_url: str, transport: Transport, private_token: str | None = None,
+                 retry: RetryPolicy = RetryPolicy()):
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.transport = transport
+        self.private_token = private_token
+        self.retry = retry
+
+    def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        if self.private_token:
+            query["private_token"] = self.private_token
+        url = urljoin(self.base_url, path)
+        return url + ("?" + urlencode(query) if query else "")
+
+    def _retrying(self, action: Callable[[], T], retry: bool) -> T:
+        if not retry:
+            return action()
+        return self.retry.executor().execute(action)
+
+    def _exchange(self, method: str, path: str, params: Mapping[str, Any] | None,
+                  body: bytes | FileBody | None = None) -> tuple[HttpResponse, str]:
+        url = self.url(path, params)
+        response = self.transport.send(HttpRequest(method, url, body=body))
+        check_status(response, url)
+        return response, url
+
+    def _read_all(self, response: HttpResponse) -> bytes:
+        try:
+            return response.read()
+        finally:
+            response.close()
+
+    def call(self, method: str, path: str, params: Mapping[str, Any] | None = None, *, retry: bool = True) -> bytes:
+        """Send a bodiless request; return the raw reply body."""
+
+        def attempt() -> bytes:
+            response, _ = self._exchange(method, path, params)
+            return self._read_all(response)
+
+        return self._retrying(attempt, retry)
+
+    def call_json(self, method: str, path: str, params: Mapping[str, Any] | None = None, *, retry: bool = True) -> Any:
+        raw = self.call(method, path, params, retry=retry)
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
+            raise PulsarClientTransportError(
+                PulsarClientTransportError.UNKNOWN,
+                message=f"{path}: the server's reply is not JSON",
+                transport_message=raw[:200].decode("utf-8", "replace"),
+            ) from exc
+
+    def upload(self, path: str, params: Mapping[str, Any], *, file_path: str | None = None,
+               contents: bytes | None = None) -> Any:
+        """POST a file (streamed from disk) or in-memory bytes as the raw body; return the JSON reply."""
+
+        def attempt() -> Any:
+            body: bytes | FileBody
+            body = contents if contents is not None else FileBody(str(file_path))
+            progress = _Progress(f"upload {params.get('name')}", len(body))
+            try:
+                response, url = self._exchange("POST", path, params, body)
+                raw = self._read_all(response)
+            finally:
+                if isinstance(body, FileBody):
+                    body.close()
+            progress.finish(len(body))
+            reply = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            self._verify_upload(reply, body)
+            return reply
+
+        return self._retrying(attempt, True)
+
+    def _verify_upload(self, reply: Any, body: bytes | FileBody) -> None:
+        if not isinstance(reply, Mapping):
+            return
+        size = reply.get("size")
+        if isinstance(size, int) and size != len(body):
+            raise IntegrityError(message="upload size mismatch",
+                                 transport_message=f"sent {len(body)}, server stored {size}")
+        announced = reply.get("sha256")
+        if isinstance(announced, str):
+            if isinstance(body, FileBody):
+                local = body.sha256
+            else:
+                local = hashlib.sha256(body).hexdigest()
+            if local is not None and local != announced.lower():
+                raise IntegrityError(message="upload digest mismatch",
+                                     transport_message=f"sent {local}, server stored {announced}")
+
+    def download(self, path: str, params: Mapping[str, Any], destination: str) -> StreamResult:
+        """Stream a file into `destination`; the file appears only when complete and verified."""
+        directory = os.path.dirname(os.path.abspath(destination))
+        os.makedirs(directory, exist_ok=True)
+
+        def attempt() -> StreamResult:
+            response, url = self._exchange("GET", path, params)
+            staging = os.path.join(directory, f".{os.path.basename(destination)}.download")
+            try:
+                length_header = response.header("content-length")
+                length = int(length_header) if length_header and not response.header("content-encoding") else None
+                progress = _Progress(f"download {params.get('name')}", length)
+                try:
+                    result = stream_to_file(response, staging, length=length, on_progress=progress)
+                except TruncatedStream as exc:
+                    raise PulsarClientTransportError(
+                        PulsarClientTransportError.UNKNOWN, message="download truncated", transport_message=str(exc)
+                    ) from exc
+                finally:
+                    response.close()
+                announced = _announced_sha256(response.header)
+                if announced is not None and announced != result.sha256:
+                    raise IntegrityError(
+                        message="download digest mismatch",
+                        transport_message=f"server announced {announced}, received {result.sha256}",
+                    )
+                os.replace(staging, destination)
+                progress.finish(result.size)
+                return result
+            finally:
+                if os.path.exists(staging):
+                    os.unlink(staging)
+
+        return self._retrying(attempt, True)

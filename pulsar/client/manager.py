@@ -1,0 +1,102 @@
+"""Client managers: the factory Galaxy calls once, and `get_client` per job.
+
+Implemented: HTTP/REST (`ClientManager` with a transport) and in-process (`pulsar_app=`:
+the embedded runner; requests go straight into the server's WSGI app).  Not implemented
+yet, and refused with `UnsupportedClientMode` so Galaxy fails at startup with a clear
+message: message queues (`amqp_url`), pulsar-relay (`relay_url`), Kubernetes/TES/GCP
+co-execution (`*_enabled`), and the caller-supplied `job_manager`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+from pulsar.client.client import JobClient
+from pulsar.client.destination import base_url, url_to_destination_params
+from pulsar.client.exceptions import UnsupportedClientMode
+from pulsar.client.http_api import HttpApi, RetryPolicy
+from pulsar.client.transport import Transport, WsgiTransport, get_transport
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_URL = "http://pulsar.embedded/"
+TRANSPORT_PREFIX = "transport_"
+
+
+class ClientManager:
+    """Builds `JobClient`s over one transport.  Holds no per-job state."""
+
+    def __init__(self, transport: str | Transport | None = None, pulsar_app: Any = None, cache: Any = None,
+                 retry: RetryPolicy | None = None, **kwds: Any):
+        transport_options = {k[len(TRANSPORT_PREFIX):]: v for k, v in kwds.items() if k.startswith(TRANSPORT_PREFIX)}
+        if cache or (cache is None and os.environ.get("PULSAR_CACHE_TRANSFERS", "0") not in ("", "0")):
+            log.warning("input caching (cache / PULSAR_CACHE_TRANSFERS) is not implemented; transfers are not cached")
+        self.pulsar_app = pulsar_app
+        self.retry = retry or RetryPolicy()
+        if pulsar_app is not None:
+            from pulsar.web.wsgi import build_wsgi_app  # embedded mode only: the server lives in-process
+
+            self.transport: Transport = WsgiTransport(build_wsgi_app(pulsar_app))
+            self._embedded_token = getattr(pulsar_app, "private_token", None)
+        elif isinstance(transport, str) or transport is None:
+            self.transport = get_transport(transport, timeout=transport_options.get("timeout"))
+        else:
+            self.transport = transport
+
+    def get_client(self, destination_params: Mapping[str, Any] | str, job_id: str, **kwargs: Any) -> JobClient:
+        """A client for one job.  `kwargs` (Galaxy: `files_endpoint`, `token_endpoint`,
+        `env`) are merged over the destination params."""
+        if isinstance(destination_params, str):
+            params: dict[str, Any] = url_to_destination_params(destination_params)
+        else:
+            params = dict(destination_params)
+        params.update(kwargs)
+        if self.pulsar_app is not None:
+            url_params = {"url": EMBEDDED_URL, "manager": params.get("manager")}
+            token = self._embedded_token
+        else:
+            url_params = params
+            token = params.get("private_token")
+        for key in ("k8s_enabled", "tes_url", "project_id"):
+            if params.get(key):
+                raise UnsupportedClientMode(
+                    f"destination parameter {key!r} selects co-execution, which this pulsar.client does not implement"
+                )
+        api = HttpApi(base_url(url_params), self.transport, private_token=token, retry=self.retry)
+        return JobClient(params, str(job_id), api)
+
+    def shutdown(self, ensure_cleanup: bool = False) -> None:
+        """Nothing to stop: HTTP clients own no threads."""
+
+
+def build_client_manager(
+    job_manager: Any = None,
+    relay_url: str | None = None,
+    relay_username: str | None = None,
+    relay_password: str | None = None,
+    relay_topic_prefix: str | None = None,
+    relay_refresh_token: str | None = None,
+    amqp_url: str | None = None,
+    k8s_enabled: bool | None = None,
+    tes_enabled: bool | None = None,
+    gcp_batch_enabled: bool | None = None,
+    **kwargs: Any,
+) -> ClientManager:
+    """Pick the client manager for Galaxy's runner kwargs (see the module docstring).
+
+    Galaxy always passes `manager`, `cache`, `transport`, `persistence_directory`, plus any
+    configured `transport_*` (e.g. `transport_timeout`), and `pulsar_app` when embedded.
+    """
+    if job_manager is not None:
+        raise UnsupportedClientMode("build_client_manager(job_manager=...) is not supported; pass pulsar_app= for in-process use")
+    if relay_url:
+        raise UnsupportedClientMode("pulsar-relay client managers (relay_url) are not implemented by this pulsar.client")
+    if amqp_url:
+        raise UnsupportedClientMode("message-queue client managers (amqp_url) are not implemented by this pulsar.client")
+    if k8s_enabled or tes_enabled or gcp_batch_enabled:
+        raise UnsupportedClientMode("Kubernetes/TES/GCP co-execution client managers are not implemented by this pulsar.client")
+    ignored = {"manager", "persistence_directory"}
+    options = {k: v for k, v in kwargs.items() if k not in ignored and not k.startswith(("amqp_", "relay_"))}
+    return ClientManager(**options)
