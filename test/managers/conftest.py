@@ -1,0 +1,212 @@
+"""Fixtures for manager tests: real schedulers (skipped with a reason when not running),
+a private sshd on loopback, an unprivileged user, fake scheduler executables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from test.managers.harness import RecordingEvents
+
+HERE = Path(__file__).resolve().parent
+FAKES_BIN = HERE.parent / "fakes" / "bin"
+SGE_ENV = Path("/run/drm-ci/sge/sge.env")
+
+
+def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def events() -> RecordingEvents:
+    return RecordingEvents()
+
+
+@pytest.fixture
+def job_root() -> Iterator[Path]:
+    """A job root every user can traverse (the scheduler may run jobs as another user)."""
+    root = Path(tempfile.mkdtemp(prefix="pulsar-mgr-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# --- Slurm ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    if shutil.which("sbatch") is None:
+        pytest.skip("Slurm is not installed: run `bash test/infra/start-slurm.sh` first")
+    try:
+        state = _run(["sinfo", "-h", "-n", "localhost", "-o", "%t"]).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"Slurm is not answering ({exc}): run `bash test/infra/start-slurm.sh`")
+    if state.rstrip("*") not in ("idle", "mix", "alloc"):
+        pytest.skip(f"Slurm node 'localhost' is {state!r}, not idle/mix/alloc: run `bash test/infra/start-slurm.sh`")
+
+
+# --- Grid Engine / DRMAA ------------------------------------------------------------------
+
+
+def _sge_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in SGE_ENV.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+@pytest.fixture(scope="session")
+def sge() -> None:
+    """Grid Engine with DRMAA usable from *this* process.
+
+    libdrmaa links jemalloc, which can only be loaded into a process started with
+    `GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384` (or jemalloc preloaded), so the
+    test run itself must be started with /run/drm-ci/sge/sge.env sourced."""
+    if not SGE_ENV.exists() or shutil.which("qstat") is None:
+        pytest.skip("Grid Engine is not running: run `bash test/infra/start-sge.sh`")
+    env = _sge_env()
+    if "GLIBC_TUNABLES" not in os.environ and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip(f"DRMAA needs the test process started with `. {SGE_ENV}` (GLIBC_TUNABLES for libdrmaa)")
+    for key in ("SGE_ROOT", "SGE_CELL", "DRMAA_LIBRARY_PATH"):
+        os.environ.setdefault(key, env[key])
+    if _run(["qstat", "-f"]).returncode != 0:
+        pytest.skip("Grid Engine qmaster is not answering: run `bash test/infra/start-sge.sh`")
+    pytest.importorskip("drmaa")
+
+
+# --- an unprivileged user -----------------------------------------------------------------
+
+DRM_USER = "pulsartest"
+
+
+@pytest.fixture(scope="session")
+def drm_user() -> tuple[str, int]:
+    """A real unprivileged user (created if missing) and `sudo` for running as it."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a test user needs root")
+    if shutil.which("sudo") is None:
+        result = _apt_install("sudo")
+        if shutil.which("sudo") is None:
+            pytest.skip(f"sudo is not installed and could not be installed: {result}")
+    if _run(["id", "-u", DRM_USER]).returncode != 0:
+        created = _run(["useradd", "--create-home", "--shell", "/bin/bash", DRM_USER])
+        if created.returncode != 0:
+            pytest.skip(f"useradd failed: {created.stderr.strip()}")
+    uid = int(_run(["id", "-u", DRM_USER]).stdout.strip())
+    return DRM_USER, uid
+
+
+@pytest.fixture(scope="session")
+def helper_python(drm_user: tuple[str, int]) -> str:
+    """An interpreter the test user may execute, with the `drmaa` bindings (the venv's
+    interpreter may live under /root).  Runs the pulsar.scripts helpers as that user."""
+    python = "/usr/bin/python3"
+    probe = [python, "-c", "import drmaa"]
+    env = dict(os.environ, DRMAA_LIBRARY_PATH=os.environ.get("DRMAA_LIBRARY_PATH", ""))
+    if not os.path.exists(python):
+        pytest.skip("no system /usr/bin/python3 for the DRMAA helpers")
+    if subprocess.run(probe, capture_output=True, env=env).returncode != 0:
+        result = _apt_install("python3-drmaa")
+        if subprocess.run(probe, capture_output=True, env=env).returncode != 0:
+            pytest.skip(f"python3-drmaa is not installed and could not be installed: {result}")
+    return python
+
+
+def _apt_install(*packages: str) -> str:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    argv = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", *packages]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return result.stderr.strip()[-300:]
+
+
+# --- a private sshd on loopback -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An sshd of our own on 127.0.0.1:<free port>, accepting a key generated here for
+    the current user.  Yields SecureShell params (prefix `shell_` added by the caller)."""
+    if os.geteuid() != 0:
+        pytest.skip("a private sshd needs root (privilege separation, host keys)")
+    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not os.path.exists(sshd_bin):
+        result = _apt_install("openssh-server")
+        if not os.path.exists(sshd_bin):
+            pytest.skip(f"openssh-server is not installed and could not be installed: {result}")
+    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh client tools are not installed")
+    home = tmp_path_factory.mktemp("sshd")
+    host_key, user_key = home / "host_key", home / "user_key"
+    for key in (host_key, user_key):
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    authorized = home / "authorized_keys"
+    shutil.copy(f"{user_key}.pub", authorized)
+    os.chmod(authorized, 0o600)
+    os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
+    port = _free_port()
+    config = home / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {home}/sshd.pid\n"
+        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+        f"SetEnv PATH={os.environ.get('PATH', '/usr/bin:/bin')}\n"
+    )
+    check = _run([sshd_bin, "-t", "-f", str(config)])
+    if check.returncode != 0:
+        pytest.skip(f"sshd rejects the test configuration: {check.stderr.strip()}")
+    process = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=open(home / "sshd.log", "wb"))
+    params = {"hostname": "127.0.0.1", "port": str(port), "private_key": str(user_key),
+              "strict_host_key_checking": "false"}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            probe = _run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+                          "UserKnownHostsFile=/dev/null", "-i", str(user_key), "-p", str(port), "127.0.0.1", "true"])
+            if probe.returncode == 0:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (home / "sshd.log").read_text(errors="replace")[-500:]
+                pytest.skip(f"private sshd did not accept a login: {probe.stderr.strip()} / {log}")
+            time.sleep(0.2)
+        yield params
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- fake scheduler executables ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put test/fakes/bin first on PATH with a private state directory; returns it."""
+    state = tmp_path / "fake-scheduler"
+    state.mkdir()
+    monkeypatch.setenv("PATH", f"{FAKES_BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SCHEDULER_DIR", str(state))
+    return state
