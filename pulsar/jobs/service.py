@@ -24,7 +24,7 @@ from pulsar.errors import InvalidArgument, NotFound
 from pulsar.jobs import status as status_doc
 from pulsar.jobs.directory import JobDirectory, parse_path_type
 from pulsar.jobs.ids import assign_job_id, validate_job_id
-from pulsar.jobs.script import ScriptOptions, render_job_script
+from pulsar.jobs.script import ScriptOptions, prepare_run_directories, render_job_script
 from pulsar.jobs.state import JobRecord, JobState
 from pulsar.jobs.store import JobStore
 from pulsar.jobs.submit import SubmitRequest, parse_submit_args
@@ -231,6 +231,7 @@ class JobService:
             headers=self.manager.script_headers(spec),
         )
         atomic_write_text(spec.script, script, mode=0o700)
+        prepare_run_directories(directory, self.settings.script)
 
     def _launch(self, directory: JobDirectory, record: JobRecord, request: SubmitRequest) -> None:
         """Hand the job to the back-end (caller holds the job lock)."""
