@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol
 
@@ -91,32 +93,127 @@ def stream_to_file(
     The target appears (atomically, by rename) only when the copy is complete, so a failed
     or interrupted transfer never leaves a partial file under the final name.  The sha256
     is computed while streaming, never by a second read.
+
+    A source with `readinto` is read into a few reusable buffers while a second thread
+    writes the previous one, so receiving and hashing overlap with writing; memory stays
+    at `PIPELINE_DEPTH` buffers whatever the size.
     """
     target = Path(target)
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    received = 0
     try:
-        with os.fdopen(fd, "wb", buffering=0) as handle:
-            while length is None or received < length:
-                want = block_size if length is None else min(block_size, length - received)
-                chunk = source.read(want)
-                if not chunk:
-                    break
-                handle.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if on_progress is not None:
-                    on_progress(received)
+        try:
+            readinto = getattr(source, "readinto", None)
+            if readinto is not None and (length is None or length > PIPELINE_BLOCK):
+                received = _pipelined_copy(readinto, fd, length, digest, on_progress)
+            else:
+                received = _simple_copy(source, fd, length, digest, block_size, on_progress)
             if length is not None and received != length:
                 raise TruncatedStream(length, received)
             if fsync:
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_name, target)
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
     return StreamResult(received, digest.hexdigest())
+
+
+#: Buffer size and count of the pipelined copy: 3 x 2 MiB keeps memory flat and small.
+PIPELINE_BLOCK = 2 * 1024 * 1024
+PIPELINE_DEPTH = 3
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _simple_copy(
+    source: Readable,
+    fd: int,
+    length: int | None,
+    digest: Any,
+    block_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    received = 0
+    while length is None or received < length:
+        want = block_size if length is None else min(block_size, length - received)
+        chunk = source.read(want)
+        if not chunk:
+            break
+        _write_all(fd, memoryview(chunk))
+        digest.update(chunk)
+        received += len(chunk)
+        if on_progress is not None:
+            on_progress(received)
+    return received
+
+
+def _fill(readinto: Callable[[memoryview], int | None], view: memoryview) -> int:
+    """Fill `view` from a `readinto` that may return short counts; fewer bytes only at EOF."""
+    filled = 0
+    while filled < len(view):
+        count = readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _pipelined_copy(
+    readinto: Callable[[memoryview], int | None],
+    fd: int,
+    length: int | None,
+    digest: Any,
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    free: queue.Queue[bytearray] = queue.Queue()
+    filled: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+    for _ in range(PIPELINE_DEPTH):
+        free.put(bytearray(PIPELINE_BLOCK))
+    errors: list[BaseException] = []
+
+    def write_blocks() -> None:
+        while (item := filled.get()) is not None:
+            buffer, count = item
+            try:
+                if not errors:
+                    _write_all(fd, memoryview(buffer)[:count])
+            except BaseException as exc:  # handed to the reading thread
+                errors.append(exc)
+            free.put(buffer)
+
+    writer = threading.Thread(target=write_blocks, name="stream-writer", daemon=True)
+    writer.start()
+    received = 0
+    try:
+        while (length is None or received < length) and not errors:
+            buffer = free.get()
+            want = PIPELINE_BLOCK if length is None else min(PIPELINE_BLOCK, length - received)
+            view = memoryview(buffer)[:want]
+            count = _fill(readinto, view)
+            if count:
+                digest.update(view[:count])
+                received += count
+                filled.put((buffer, count))
+                if on_progress is not None:
+                    on_progress(received)
+            else:
+                free.put(buffer)
+            view.release()
+            if count < want:
+                break  # end of the source
+    finally:
+        filled.put(None)
+        writer.join()
+    if errors:
+        raise errors[0]
+    return received
 
 
 def sha256_of_file(path: Path | str, block_size: int = BLOCK_SIZE) -> str:

@@ -80,6 +80,22 @@ class SocketReader:
             del out[filled:]
         return bytes(out)
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill `buffer` (fewer bytes only at EOF); large bodies go straight from the socket
+        into the caller's buffer, with no intermediate copy."""
+        size = len(buffer)
+        have = min(self.buffered(), size)
+        if have:
+            buffer[:have] = self._buf[self._pos : self._pos + have]
+            self._pos += have
+        filled = have
+        while filled < size:
+            received = self._sock.recv_into(buffer[filled:], size - filled)
+            if received == 0:
+                break
+            filled += received
+        return filled
+
     def read_some(self, size: int) -> bytes:
         """At least one byte (b"" only at EOF), at most `size`; for discarding input."""
         if not self.buffered() and not self._fill():
@@ -108,6 +124,11 @@ class BodyInput:
 
     def read(self, size: int = -1) -> bytes:
         raise NotImplementedError
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
 
     def readline(self, size: int = -1) -> bytes:
         # Bodies here are files, never line-oriented; a byte-wise scan is adequate.
@@ -168,6 +189,21 @@ class ContentLengthInput(BodyInput):
         self.remaining -= len(data)
         self.finished = self.remaining == 0
         return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        if self.remaining <= 0 or self.broken:
+            return 0
+        self._start()
+        view = memoryview(buffer)[: min(len(buffer), self.remaining)]
+        try:
+            count = self._reader.readinto(view)
+        except OSError:
+            count = 0
+        if count < len(view):
+            self.broken = True
+        self.remaining -= count
+        self.finished = self.remaining == 0
+        return count
 
 
 class ChunkedInput(BodyInput):

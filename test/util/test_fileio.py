@@ -1,0 +1,67 @@
+import hashlib
+import io
+import os
+
+import pytest
+
+from pulsar.util import fileio
+from pulsar.util.fileio import TruncatedStream, atomic_write_json, read_json, stream_to_file
+
+
+class Trickle(io.RawIOBase):
+    """A readinto source that returns short counts, like a socket."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data = memoryview(data)
+        self.step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(self.step, len(self.data), len(buffer))
+        buffer[:count] = self.data[:count]
+        self.data = self.data[count:]
+        return count
+
+
+@pytest.mark.parametrize("length_known", [True, False])
+@pytest.mark.parametrize("size", [0, 1, fileio.PIPELINE_BLOCK, 3 * fileio.PIPELINE_BLOCK + 17])
+def test_stream_to_file_copies_and_hashes(tmp_path, size, length_known):
+    data = os.urandom(size)
+    target = tmp_path / "out"
+    result = stream_to_file(Trickle(data, 300_001), target, length=size if length_known else None, fsync=False)
+    assert target.read_bytes() == data
+    assert (result.size, result.sha256) == (size, hashlib.sha256(data).hexdigest())
+
+
+@pytest.mark.parametrize("source", [lambda d: Trickle(d, 65536), io.BytesIO])
+def test_short_source_leaves_no_file(tmp_path, source):
+    target = tmp_path / "out"
+    target.write_bytes(b"previous")
+    with pytest.raises(TruncatedStream):
+        stream_to_file(source(os.urandom(5 * 1024 * 1024)), target, length=6 * 1024 * 1024)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_write_errors_surface_and_clean_up(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_write = os.write
+
+    def failing_write(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(fileio.os, "write", failing_write)
+    with pytest.raises(OSError, match="No space"):
+        stream_to_file(Trickle(os.urandom(8 * 1024 * 1024), 1 << 20), tmp_path / "out", length=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_json(tmp_path):
+    atomic_write_json(tmp_path / "x.json", {"a": [1, 2]})
+    assert read_json(tmp_path / "x.json") == {"a": [1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
