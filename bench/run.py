@@ -1,0 +1,471 @@
+"""`make bench`: our server against the reference (pulsar-app[web]==0.16.0) on the same
+workloads, in one run, with the machine's ceilings measured alongside.
+
+    .venv/bin/python bench/run.py            # full run (1 GiB transfers, 200 jobs, 10,000 persisted jobs)
+    .venv/bin/python bench/run.py --quick    # smoke run (64 MiB, 20 jobs, 1,000 persisted jobs)
+    .venv/bin/python bench/run.py --only transfer jobs --repeats 5
+
+Figures are medians over `--repeats` runs, ours and the reference alternating; the machine
+is noisy, so read the ratios.  Raw repeats and the summary go to
+`bench/results/<date>-<time>.json`.  Every server started is stopped on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import psutil  # noqa: E402
+import yaml  # noqa: E402
+
+from bench import report  # noqa: E402
+from bench.clients import ClientKind, our_client, reference_client  # noqa: E402
+from bench.servers import OurServer, ReferenceServer, ServerSet  # noqa: E402
+from bench.workloads import ceilings, jobs, persisted, transfer  # noqa: E402
+
+MIB = 1024 * 1024
+WORKLOADS = ("ceilings", "transfer", "jobs", "exit", "persisted")
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--repeats", type=int, help="repeats per figure (default 3, quick 1)")
+    parser.add_argument("--size-mib", type=int, help="transfer size (default 1024, quick 64)")
+    parser.add_argument("--jobs", type=int, help="trivial jobs per run (default 200, quick 20)")
+    parser.add_argument("--exit-jobs", type=int, help="jobs for exit->complete (default 40, quick 10)")
+    parser.add_argument("--persisted", type=int, help="persisted jobs (default 10000, quick 1000)")
+    parser.add_argument("--status-requests", type=int, help="status requests after restart (default 1000)")
+    parser.add_argument("--poll-interval", type=float, default=0.01,
+                        help="status poll interval of the trivial-jobs client, seconds (default 0.01)")
+    parser.add_argument("--only", nargs="+", choices=WORKLOADS, help="run only these workloads")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference server and client")
+    parser.add_argument("--workdir", help="where staging and test files go (default: a temp dir on the /work disk)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, staging)")
+    parser.add_argument("--client-dir", help="put the clients' files (inputs, downloads) here instead of the work "
+                                             "directory, e.g. /dev/shm to take the client's disk out of the figures")
+    parser.add_argument("--our-option", action="append", default=[], metavar="KEY=YAML",
+                        help="extra app.yml option for OUR server, e.g. fsync_uploads=false (repeatable; for "
+                             "trying a change; recorded in the results)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.repeats = args.repeats or (1 if quick else 3)
+    args.size = (args.size_mib or (64 if quick else 1024)) * MIB
+    args.jobs = args.jobs or (20 if quick else 200)
+    args.exit_jobs = args.exit_jobs or (10 if quick else 40)
+    args.persisted = args.persisted or (1000 if quick else 10000)
+    args.status_requests = args.status_requests or (200 if quick else 1000)
+    args.only = set(args.only or WORKLOADS)
+    args.our_options = {}
+    for item in args.our_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--our-option needs KEY=VALUE, got {item!r}")
+        args.our_options[key] = yaml.safe_load(value)
+    return args
+
+
+def choose_workdir(requested: str | None) -> Path:
+    """A fresh directory on the same disk as /work (not tmpfs), so disk figures are honest."""
+    if requested:
+        base = Path(requested)
+    else:
+        anchor = Path("/work") if Path("/work").exists() else REPO_ROOT
+        tmp = Path(tempfile.gettempdir())
+        same_disk = os.stat(tmp).st_dev == os.stat(anchor).st_dev and filesystem_of(tmp) != "tmpfs"
+        base = tmp if same_disk else REPO_ROOT / "bench" / ".work"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="pulsar-bench-", dir=base))
+
+
+def filesystem_of(path: Path) -> str:
+    best = ("", "?")
+    real = os.path.realpath(path)
+    for part in psutil.disk_partitions(all=True):
+        mount = part.mountpoint
+        if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best[0]):
+            best = (mount, part.fstype)
+    return f"{best[1]} at {best[0]}"
+
+
+def reference_venvs(notes: list[str]) -> tuple[Path, Path]:
+    """(server venv, client venv).  The client is pulsar-galaxy-lib 0.16.0 when it imports;
+    otherwise the same 0.16.0 client package inside the pulsar-app venv."""
+    from test.support.reference import reference_venv
+
+    app = reference_venv("app-0.16.0")
+    client = app
+    try:
+        lib = reference_venv("galaxy-lib-0.16.0")
+        probe = subprocess.run([str(lib / "bin" / "python"), "-c", "import pulsar.client.manager"],
+                               capture_output=True, cwd="/", timeout=120)
+        if probe.returncode == 0:
+            client = lib
+        else:
+            notes.append("reference client: the pulsar-galaxy-lib==0.16.0 venv cannot import pulsar.client.manager "
+                         "(missing 'packaging'); used the same 0.16.0 client package from the pulsar-app venv")
+    except Exception as exc:  # no network for the lib venv: the app venv has the same client
+        notes.append(f"reference client venv unavailable ({exc}); used the pulsar-app 0.16.0 venv")
+    return app, client
+
+
+class Run:
+    """One benchmark run: settings, servers, raw results, errors."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.workdir = choose_workdir(args.workdir)
+        if args.client_dir:
+            # client-side files (inputs to upload, downloaded outputs) elsewhere, e.g. /dev/shm,
+            # to see the server's and the protocol's speed without the client's disk writes
+            Path(args.client_dir).mkdir(parents=True, exist_ok=True)
+            self.client_dir = Path(tempfile.mkdtemp(prefix="pulsar-bench-client-", dir=args.client_dir))
+        else:
+            self.client_dir = self.workdir / "clients"
+            self.client_dir.mkdir()
+        self.servers = ServerSet()
+        self.raw: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.ours_client = our_client()
+        self.ref_client: ClientKind | None = None
+        self.ref_venv: Path | None = None
+        self.ours = None
+        self.ref = None
+        self._serial = 0
+
+    def new_prefix(self) -> str:
+        """A job-id prefix never used before in this run (ids look like Galaxy task ids)."""
+        self._serial += 1
+        return f"{self._serial}_"
+
+    # -- plumbing -------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+    def guarded(self, name: str, action: Callable[[], None]) -> None:
+        """Run one workload; a failure is recorded and the run goes on with the next."""
+        try:
+            action()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            self.errors[name] = f"{type(exc).__name__}: {exc}"
+            self.log(f"{name} FAILED: {exc}")
+            traceback.print_exc()
+
+    def with_reference(self) -> bool:
+        return not self.args.no_reference
+
+    def start_servers(self) -> None:
+        self.ours = self.servers.add(OurServer(self.workdir / "ours", self.args.our_options))
+        seconds = self.ours.start()
+        self.log(f"our server up on {self.ours.url} in {seconds:.2f}s")
+        if self.with_reference():
+            app_venv, client_venv = reference_venvs(self.notes)
+            self.ref_venv = app_venv
+            self.ref_client = reference_client(client_venv)
+            self.ref = self.servers.add(ReferenceServer(self.workdir / "reference", app_venv))
+            seconds = self.ref.start()
+            self.log(f"reference server up on {self.ref.url} in {seconds:.2f}s")
+
+    def stop_servers(self) -> None:
+        for server in (self.ours, self.ref):
+            if server is not None:
+                server.stop()
+
+    # -- workloads ------------------------------------------------------------------------
+    def run_ceilings(self) -> None:
+        out = self.raw.setdefault("ceilings", [])
+        for repeat in range(self.args.repeats):
+            self.log(f"ceilings, repeat {repeat + 1}")
+            http = ceilings.loopback_http(self.args.size)
+            out.append({
+                "loopback_get_MBps": http["get_MBps"],
+                "loopback_post_MBps": http["post_MBps"],
+                "disk_write_MBps": ceilings.disk_write(self.workdir, self.args.size),
+                "disk_write_nofsync_MBps": ceilings.disk_write(self.workdir, self.args.size, fsync=False),
+                "fork_exec_per_s": ceilings.fork_exec(),
+            })
+
+    def run_transfers(self) -> None:
+        input_path = self.client_dir / "input.dat"
+        self.log(f"writing {self.args.size // MIB} MiB of random input")
+        sha = transfer.make_input(input_path, self.args.size)
+        combos = [("ours", self.ours, self.ours_client)]
+        if self.with_reference():
+            combos = [("reference", self.ref, self.ref_client), ("refclient", self.ours, self.ref_client), *combos]
+        out = self.raw.setdefault("transfer", {})
+        for repeat in range(self.args.repeats):
+            for name, server, client in combos:
+                self.log(f"transfer {name} (server {server.kind}, client {client.name}), repeat {repeat + 1}")
+                try:
+                    result = transfer.run_transfer(server, client, input_path, sha, self.args.size,
+                                                   self.client_dir, f"{self.new_prefix()}0")
+                except Exception as exc:
+                    self.errors[f"transfer.{name}"] = f"{type(exc).__name__}: {exc}"
+                    self.log(f"transfer {name} FAILED: {exc}")
+                    continue
+                out.setdefault(name, []).append(result)
+                self.log(f"  up {result['upload_MBps']:.0f} MB/s, down {result['download_MBps']:.0f} MB/s, "
+                         f"checksum {'ok' if result['checksum_ok'] else 'WRONG'}")
+        input_path.unlink()
+
+    def run_jobs(self) -> None:
+        out = self.raw.setdefault("jobs", {})
+        pairs = [("ours", self.ours, self.ours_client)]
+        if self.with_reference():
+            pairs = [("reference", self.ref, self.ref_client), *pairs]
+        for concurrency in (1, 8):
+            key = f"c{concurrency}"
+            for repeat in range(self.args.repeats):
+                for name, server, client in pairs:
+                    self.log(f"{self.args.jobs} trivial jobs at concurrency {concurrency}, {name}, repeat {repeat + 1}")
+                    try:
+                        result = jobs.run_trivial_jobs(server, client, self.args.jobs, concurrency,
+                                                       self.args.poll_interval, self.client_dir,
+                                                       self.new_prefix())
+                    except Exception as exc:
+                        self.errors[f"jobs.{key}.{name}"] = f"{type(exc).__name__}: {exc}"
+                        self.log(f"  FAILED: {exc}")
+                        continue
+                    out.setdefault(key, {}).setdefault(name, []).append(result)
+                    self.log(f"  {result['jobs_per_s']:.1f} jobs/s, p50 {result['latency_p50_ms']:.0f} ms, "
+                             f"{result['server_cpu_ms_per_job']:.1f} ms CPU/job, {result['failed']} failed")
+
+    def run_exit(self) -> None:
+        out = self.raw.setdefault("exit", {})
+        pairs = [("ours", self.ours, self.ours_client)]
+        if self.with_reference():
+            pairs = [("reference", self.ref, self.ref_client), *pairs]
+        for repeat in range(self.args.repeats):
+            for name, server, client in pairs:
+                self.log(f"exit -> complete, {self.args.exit_jobs} jobs, {name}, repeat {repeat + 1}")
+                try:
+                    result = jobs.run_exit_latency(server, client, self.args.exit_jobs, 0.002,
+                                                   self.client_dir, self.new_prefix())
+                except Exception as exc:
+                    self.errors[f"exit.{name}"] = f"{type(exc).__name__}: {exc}"
+                    self.log(f"  FAILED: {exc}")
+                    continue
+                out.setdefault(name, []).append(result)
+                self.log(f"  p50 {result['exit_to_complete_p50_ms']:.1f} ms, p90 {result['exit_to_complete_p90_ms']:.1f} ms")
+
+    def run_persisted(self) -> None:
+        out = self.raw.setdefault("persisted", {})
+        options = self.args.our_options
+        factories: list[tuple[str, Callable[[], Any]]] = [
+            ("ours", lambda: OurServer(self.workdir / "persist-ours", options)),
+        ]
+        if self.with_reference():
+            assert self.ref_venv is not None
+            venv = self.ref_venv
+            factories.insert(0, ("reference", lambda: ReferenceServer(self.workdir / "persist-ref", venv)))
+        for name, factory in factories:
+            self.log(f"{self.args.persisted} persisted jobs, {name}")
+            server = self.servers.add(factory())
+            try:
+                result = persisted.run_persisted(server, self.args.persisted, self.args.status_requests)
+            except Exception as exc:
+                self.errors[f"persisted.{name}"] = f"{type(exc).__name__}: {exc}"
+                self.log(f"  FAILED: {exc}")
+                server.stop()
+                continue
+            out[name] = result
+            self.log(f"  restart {result['restart_s']:.2f}s (probe {result['probe_status']}), "
+                     f"status p99 {result['status_p99_ms']:.1f} ms, wrong {result['status_wrong']}")
+            shutil.rmtree(server.root, ignore_errors=True)
+
+    def execute(self) -> None:
+        only = self.args.only
+        if "ceilings" in only:
+            self.guarded("ceilings", self.run_ceilings)
+        if only & {"transfer", "jobs", "exit"}:
+            self.start_servers()
+            if "transfer" in only:
+                self.guarded("transfer", self.run_transfers)
+            if "jobs" in only:
+                self.guarded("jobs", self.run_jobs)
+            if "exit" in only:
+                self.guarded("exit", self.run_exit)
+            self.stop_servers()
+        if "persisted" in only:
+            if self.with_reference() and self.ref_venv is None:
+                self.ref_venv, client_venv = reference_venvs(self.notes)
+            self.guarded("persisted", self.run_persisted)
+
+
+def summarise(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """metric -> {"ours": median, "reference": median} (ceilings: under "ours")."""
+    summary: dict[str, dict[str, Any]] = {}
+
+    def put(metric: str, side: str, values: list[float]) -> None:
+        if values:
+            summary.setdefault(metric, {})[side] = report.median(values)
+
+    for key in ("loopback_get_MBps", "loopback_post_MBps", "disk_write_MBps", "disk_write_nofsync_MBps",
+                "fork_exec_per_s"):
+        put(f"ceiling.{key}", "ours", [r[key] for r in raw.get("ceilings", [])])
+    xfer = raw.get("transfer", {})
+    fields = ("upload_MBps", "download_MBps", "server_rss_growth_upload_MiB", "server_rss_growth_download_MiB",
+              "client_peak_rss_upload_MiB", "client_peak_rss_download_MiB")
+    for field in fields:
+        baseline = [r[field] for r in xfer.get("reference", [])]
+        for combo in ("ours", "refclient"):
+            put(f"transfer.{combo}.{field}", "ours", [r[field] for r in xfer.get(combo, [])])
+            put(f"transfer.{combo}.{field}", "reference", baseline)
+    for key, sides in raw.get("jobs", {}).items():
+        for side, results in sides.items():
+            for field in ("jobs_per_s", "latency_p50_ms", "latency_p90_ms", "server_cpu_ms_per_job",
+                          "server_system_cpu_ms_per_job", "client_cpu_ms_per_job"):
+                put(f"jobs.{key}.{field}", side, [r[field] for r in results])
+    for side, results in raw.get("exit", {}).items():
+        for field in ("exit_to_complete_p50_ms", "exit_to_complete_p90_ms"):
+            put(f"exit.{field}", side, [r[field] for r in results])
+    for side, result in raw.get("persisted", {}).items():
+        for field in ("empty_start_s", "restart_s", "status_p50_ms", "status_p99_ms"):
+            put(f"persisted.{field}", side, [result[field]])
+    return summary
+
+
+def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
+    """Per-row remarks: failures, wrong checksums, wrong statuses."""
+    notes: dict[str, str] = {}
+    for combo, results in raw.get("transfer", {}).items():
+        bad = [r for r in results if not r["ok"]]
+        if bad:
+            notes[f"transfer.{'ours' if combo == 'reference' else combo}.upload_MBps"] = (
+                f"{combo}: {len(bad)} run(s) not ok (checksum/status): {bad[0]['detail']}")
+    for key, sides in raw.get("jobs", {}).items():
+        for side, results in sides.items():
+            failed = sum(r["failed"] for r in results)
+            if failed:
+                example = next((r["failure_examples"] for r in results if r["failure_examples"]), [])
+                notes[f"jobs.{key}.jobs_per_s"] = f"{side}: {failed} job(s) failed, e.g. {str(example)[:300]}"
+    for side, results in raw.get("exit", {}).items():
+        failed = sum(r["failed"] for r in results)
+        if failed:
+            notes["exit.exit_to_complete_p50_ms"] = f"{side}: {failed} job(s) failed: {results[0]['problems']}"
+    for side, result in raw.get("persisted", {}).items():
+        if not result["ok"]:
+            notes.setdefault("persisted.restart_s", "")
+            notes["persisted.restart_s"] += (f"{side}: probe job reported {result['probe_status']!r}, "
+                                             f"{result['status_wrong']} status answers not 'complete'. ")
+    for name, message in errors.items():
+        metric = {"transfer.ours": "transfer.ours.upload_MBps", "transfer.refclient": "transfer.refclient.upload_MBps",
+                  "transfer.reference": "transfer.ours.upload_MBps"}.get(name)
+        if name.startswith("jobs."):
+            metric = f"jobs.{name.split('.')[1]}.jobs_per_s"
+        elif name.startswith("exit."):
+            metric = "exit.exit_to_complete_p50_ms"
+        elif name.startswith("persisted."):
+            metric = "persisted.restart_s"
+        if metric:
+            notes[metric] = (notes.get(metric, "") + f" {name} ERROR {message[:300]}").strip()
+    return notes
+
+
+def git_revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=REPO_ROOT, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                               cwd=REPO_ROOT, timeout=10).stdout.strip()
+        return head + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    run = Run(args)
+    started = datetime.datetime.now()
+    meta = {
+        "started": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "repeats": args.repeats,
+        "transfer_bytes": args.size,
+        "trivial_jobs": args.jobs,
+        "exit_jobs": args.exit_jobs,
+        "persisted_jobs": args.persisted,
+        "status_requests": args.status_requests,
+        "poll_interval_s": args.poll_interval,
+        "our_options": args.our_options,
+        "workdir": str(run.workdir),
+        "workdir_filesystem": filesystem_of(run.workdir),
+        "client_dir": str(run.client_dir),
+        "client_dir_filesystem": filesystem_of(run.client_dir),
+        "cpus": os.cpu_count(),
+        "memory_GiB": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "git": git_revision(),
+    }
+    run.log(f"work directory {run.workdir} ({meta['workdir_filesystem']})")
+    interrupted = False
+    try:
+        run.execute()
+    except KeyboardInterrupt:
+        interrupted = True
+        run.log("interrupted; stopping servers")
+    finally:
+        run.servers.stop_all()
+        if not args.keep:
+            shutil.rmtree(run.workdir, ignore_errors=True)
+            if args.client_dir:
+                shutil.rmtree(run.client_dir, ignore_errors=True)
+    meta["seconds"] = round((datetime.datetime.now() - started).total_seconds(), 1)
+    summary = summarise(run.raw)
+    notes = row_notes(run.raw, run.errors)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out_path = RESULTS_DIR / f"{started:%Y%m%d-%H%M%S}.json"
+    out_path.write_text(json.dumps({"meta": meta, "notes": run.notes, "errors": run.errors, "summary": summary,
+                                    "raw": run.raw}, indent=1, default=str))
+    print()
+    print(f"Pulsar benchmark ({meta['mode']}, {args.repeats} repeat(s), medians), {meta['started']}, git {meta['git']}")
+    print(f"staging/work dir: {meta['workdir']} ({meta['workdir_filesystem']}); {meta['cpus']} CPUs, "
+          f"{meta['memory_GiB']} GiB RAM; transfer size {args.size // MIB} MiB; {args.jobs} trivial jobs; "
+          f"{args.persisted} persisted jobs")
+    print(f"client-side files (inputs, downloads): {meta['client_dir']} ({meta['client_dir_filesystem']})")
+    print("ours = this checkout (python -m pulsar.main); reference = pulsar-app[web]==0.16.0 (pulsar-serve, gunicorn); "
+          "both queued_python with 8 concurrent jobs and a private token")
+    if args.our_options:
+        print(f"our server extra options: {args.our_options}")
+    print("gain = how many times better we are (us/ref for rates, ref/us for times and sizes); MB = 10^6 bytes")
+    print()
+    print(report.render(summary, notes))
+    for note in run.notes:
+        print(f"note: {note}")
+    for name, message in run.errors.items():
+        print(f"error in {name}: {message[:500]}")
+    print(f"\nresults: {out_path.relative_to(REPO_ROOT)}")
+    if interrupted:
+        return 130
+    return 1 if run.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
