@@ -132,8 +132,17 @@ def custom_tmp_expression(options: ScriptOptions) -> str | None:
     return None
 
 
-def prepare_run_directories(job_directory: JobDirectory, options: ScriptOptions) -> None:
-    """Create `home/` and a fresh `tmp/` before each run (cheaper here than in the script)."""
+def prepare_run_directories(job_directory: JobDirectory, options: ScriptOptions, *, first_attempt: bool) -> None:
+    """Create `home/` and a fresh `tmp/` before each run (cheaper here than in the script).
+
+    Before a first attempt, traces of an earlier job under the same id (set up again after
+    it ended) are removed: its exit code and its snapshots, which a rerun would restore.
+    """
+    if first_attempt:
+        (job_directory.sub(protocol.RETURN_CODE_FILE)).unlink(missing_ok=True)
+        for name in SNAPSHOT_DIRECTORIES:
+            job_directory.sub(f"{name}.orig.done").unlink(missing_ok=True)
+            shutil.rmtree(job_directory.sub(f"{name}.orig"), ignore_errors=True)
     job_directory.sub(protocol.HOME_DIR).mkdir(exist_ok=True)
     if custom_tmp_expression(options) is None:
         tmp = job_directory.sub(protocol.TMP_DIR)

@@ -9,9 +9,14 @@ finds each job where it was and `recover()` carries it on.  Back-ends report thr
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
+import json
 import logging
 import os
+import queue
+import shutil
 import threading
 import time
 import zlib
@@ -35,7 +40,9 @@ from pulsar.util.fileio import Readable, StreamResult, atomic_write_json, atomic
 log = logging.getLogger(__name__)
 
 LAUNCH_CONFIG = "launch_config"
+TRASH_DIR = ".trash"  # never a job id: ids start with a letter or digit
 _LOCK_STRIPES = 64
+_DOCUMENT_CACHE_SIZE = 1024
 
 #: remote staging hooks: (job directory, remote_staging, is_cancelled) -> ...
 StageIn = Callable[[JobDirectory, dict[str, Any], Callable[[], bool]], None]
@@ -83,6 +90,12 @@ class JobService:
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._active: dict[str, JobRecord] = {}
         self._staging_pool = ThreadPoolExecutor(settings.staging_threads, thread_name_prefix=f"staging-{name}")
+        # Terminal status documents never change (until setup or clean): keep the recent ones.
+        self._documents: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._documents_lock = threading.Lock()
+        self._trash = settings.staging_root / TRASH_DIR
+        self._trash_queue: queue.Queue[Path | None] = queue.Queue()
+        self._trash_counter = itertools.count()
         self._closed = False
         settings.staging_root.mkdir(parents=True, exist_ok=True)
         manager.bind(self)
@@ -99,9 +112,9 @@ class JobService:
         record = self._active.get(job_id)
         return record if record is not None else self.store.load(job_id)
 
-    def _save(self, record: JobRecord) -> None:
+    def _save(self, record: JobRecord, *, durable: bool = True) -> None:
         record.updated = time.time()
-        self.store.save(record)
+        self.store.save(record, durable=durable)
         if record.state.terminal:
             self._active.pop(record.job_id, None)
         else:
@@ -129,8 +142,10 @@ class JobService:
                 log.info("job %s set up again after it ended; starting afresh", server_id)
                 self.store.delete(server_id)
             directory.create(self.settings.job_directory_mode)
-            atomic_write_json(directory.sub("tool_id"), tool_id or "", fsync=False)
-            atomic_write_json(directory.sub("tool_version"), tool_version or "", fsync=False)
+            self._forget_document(server_id)
+            # informational only (nothing reads them back), so plain writes
+            directory.sub("tool_id").write_text(json.dumps(tool_id or ""))
+            directory.sub("tool_version").write_text(json.dumps(tool_version or ""))
         document: dict[str, Any] = dict(directory.layout())
         document.update(
             {
@@ -154,6 +169,7 @@ class JobService:
         directory = self._directory(job_id)
         target = directory.upload_target(parse_path_type(path_type, PathType.INPUT), name or "")
         result = stream_to_file(body, target, length=content_length, fsync=self.settings.fsync_uploads)
+        self._forget_document(job_id)
         return target, result
 
     def file_path(self, job_id: str, path_type: str | None, name: str | None) -> Path:
@@ -230,8 +246,8 @@ class JobService:
             == "true",
             headers=self.manager.script_headers(spec),
         )
-        atomic_write_text(spec.script, script, mode=0o700)
-        prepare_run_directories(directory, self.settings.script)
+        # No fsync: the script is derived from launch_config and rewritten on every recovery.
+        atomic_write_text(spec.script, script, fsync=False, mode=0o700)
 
     def _launch(self, directory: JobDirectory, record: JobRecord, request: SubmitRequest) -> None:
         """Hand the job to the back-end (caller holds the job lock)."""
@@ -239,6 +255,7 @@ class JobService:
         spec = self._launch_spec(directory, request, record.attempts)
         try:
             self._write_script(directory, request, spec)
+            prepare_run_directories(directory, self.settings.script, first_attempt=record.attempts == 1)
         except OSError as exc:
             self._fail(record, f"could not write the job script: {exc}")
             return
@@ -298,7 +315,9 @@ class JobService:
                 return
             record.backend.update(backend)
             record.state = JobState.RUNNING
-            self._save(record)
+            # Not fsynced: after a power loss the job's processes are gone anyway, and a
+            # record still saying QUEUED is run again, which is what that case needs.
+            self._save(record, durable=False)
 
     def finished(self, job_id: str, *, exit_code: int | None = None, failure: str | None = None) -> None:
         with self._lock(job_id):
@@ -392,7 +411,21 @@ class JobService:
             return self._terminal_document(directory, Status.LOST, None)
         if not record.state.terminal:
             return status_doc.pending_document(job_id, record.state.status)
-        return self._terminal_document(directory, record.state.status, record.reason)
+        with self._documents_lock:
+            document = self._documents.get(job_id)
+            if document is not None:
+                self._documents.move_to_end(job_id)
+                return document
+        document = self._terminal_document(directory, record.state.status, record.reason)
+        with self._documents_lock:
+            self._documents[job_id] = document
+            if len(self._documents) > _DOCUMENT_CACHE_SIZE:
+                self._documents.popitem(last=False)
+        return document
+
+    def _forget_document(self, job_id: str) -> None:
+        with self._documents_lock:
+            self._documents.pop(job_id, None)
 
     def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
         sources: list[dict[str, Any]] = []
@@ -433,9 +466,32 @@ class JobService:
             return
         self.cancel(job_id)
         with self._lock(job_id):
-            directory.remove()
+            self._discard(directory)
             self.store.delete(job_id)
             self._active.pop(job_id, None)
+            self._forget_document(job_id)
+
+    def _discard(self, directory: JobDirectory) -> None:
+        """Take the directory out of the staging area at once (one rename); the recursive
+        delete happens on a background thread, off the request path."""
+        if not directory.exists() or directory.path.is_symlink():
+            directory.remove()
+            return
+        self._trash.mkdir(exist_ok=True)
+        doomed = self._trash / f"{directory.job_id}.{os.getpid()}.{next(self._trash_counter)}"
+        try:
+            os.rename(directory.path, doomed)
+        except OSError:
+            directory.remove()
+            return
+        self._trash_queue.put(doomed)
+
+    def _empty_trash(self) -> None:
+        if self._trash.is_dir():  # left over from before a restart
+            for leftover in self._trash.iterdir():
+                self._trash_queue.put(leftover)
+        while (doomed := self._trash_queue.get()) is not None:
+            shutil.rmtree(doomed, ignore_errors=True)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -469,11 +525,11 @@ class JobService:
             else:
                 request = self._load_request(directory)
                 spec = self._launch_spec(directory, request, max(record.attempts, 1))
-                if not spec.script.exists():
-                    self._write_script(directory, request, spec)
+                self._write_script(directory, request, spec)  # it was written without fsync
                 self.manager.recover(spec, record.backend, running=record.state is JobState.RUNNING)
 
     def start(self) -> None:
+        threading.Thread(target=self._empty_trash, name=f"trash-{self.name}", daemon=True).start()
         self.manager.start()
         count = self.recover()
         if count:
@@ -483,5 +539,6 @@ class JobService:
         if self._closed:
             return
         self._closed = True
+        self._trash_queue.put(None)
         self.manager.shutdown()
         self._staging_pool.shutdown(wait=False, cancel_futures=True)

@@ -36,14 +36,16 @@ class JobStore:
         assert self.directory is not None
         return self.directory / ("finished" if finished else "active") / f"{job_id}.json"
 
-    def save(self, record: JobRecord) -> None:
-        """Persist `record`; returns only once it is durable."""
+    def save(self, record: JobRecord, *, durable: bool = True) -> None:
+        """Persist `record`; with `durable` (the default) it returns only once the record
+        would survive a power loss, otherwise once any later reader (even after a crash of
+        this process) will see it."""
         if self.directory is None:
             with self._lock:
                 self._memory[record.job_id] = record
             return
         terminal = record.state.terminal
-        atomic_write_json(self._file(record.job_id, terminal), record.to_json(), fsync=self.fsync)
+        atomic_write_json(self._file(record.job_id, terminal), record.to_json(), fsync=self.fsync and durable)
         if terminal:
             _unlink(self._file(record.job_id, False))
         else:

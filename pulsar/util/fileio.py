@@ -7,10 +7,10 @@ reader sees either the old content or the complete new content, never a partial 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol
@@ -33,18 +33,35 @@ class TruncatedStream(IOError):
         self.received = received
 
 
+_temp_counter = itertools.count()
+
+
+def create_temp_beside(path: Path, suffix: str, mode: int = 0o666) -> tuple[int, str]:
+    """Open a new, exclusive temp file next to `path` (same directory, so a rename is atomic).
+
+    Names are unique per process and call (pid + counter), so one O_EXCL open suffices;
+    `tempfile.mkstemp`'s random names cost more than the write of a small file.  `mode` is
+    filtered by the umask, as for any new file.
+    """
+    while True:
+        name = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{next(_temp_counter)}{suffix}")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), name
+        except FileExistsError:  # left behind by an earlier process with the same pid
+            continue
+
+
 def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mode: int | None = None) -> None:
     """Replace `path` with `data` atomically (temp file in the same directory, then rename)."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = create_temp_beside(path, ".tmp", 0o666 if mode is None else mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            _write_all(fd, memoryview(data))
             if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp_name, mode)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_name, path)
     except BaseException:
         _unlink_quietly(tmp_name)
@@ -100,7 +117,7 @@ def stream_to_file(
     """
     target = Path(target)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp_name = create_temp_beside(target, ".part")
     try:
         try:
             readinto = getattr(source, "readinto", None)
@@ -140,6 +157,9 @@ def _simple_copy(
     block_size: int,
     on_progress: Callable[[int], None] | None,
 ) -> int:
+    readinto = getattr(source, "readinto", None)
+    if readinto is not None:
+        return _buffered_copy(readinto, fd, length, digest, block_size, on_progress)
     received = 0
     while length is None or received < length:
         want = block_size if length is None else min(block_size, length - received)
@@ -149,6 +169,31 @@ def _simple_copy(
         _write_all(fd, memoryview(chunk))
         digest.update(chunk)
         received += len(chunk)
+        if on_progress is not None:
+            on_progress(received)
+    return received
+
+
+def _buffered_copy(
+    readinto: Callable[[memoryview], int | None],
+    fd: int,
+    length: int | None,
+    digest: Any,
+    block_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    """`_simple_copy` through one reused buffer (no fresh `bytes` per block)."""
+    buffer = memoryview(bytearray(block_size if length is None else max(min(block_size, length), 1)))
+    received = 0
+    while length is None or received < length:
+        want = len(buffer) if length is None else min(len(buffer), length - received)
+        count = readinto(buffer[:want])
+        if not count:
+            break
+        block = buffer[:count]
+        _write_all(fd, block)
+        digest.update(block)
+        received += count
         if on_progress is not None:
             on_progress(received)
     return received

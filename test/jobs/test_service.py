@@ -197,3 +197,34 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
 
+
+
+def test_clean_takes_the_directory_away_at_once_and_deletes_it_in_the_background(make_app):
+    service = make_app().service(None)
+    service.setup("t")
+    (service.settings.staging_root / "t" / "working" / "big").write_bytes(b"x" * 1024)
+    service.clean("t")
+    assert not (service.settings.staging_root / "t").exists()
+    trash = service.settings.staging_root / ".trash"
+    wait_for(lambda: not trash.exists() or not any(trash.iterdir()))
+
+
+def test_leftover_trash_is_emptied_on_start(make_app, tmp_path):
+    trash = tmp_path / "staging" / ".trash"
+    (trash / "old.1.2" / "working").mkdir(parents=True)
+    make_app()
+    wait_for(lambda: not any(trash.iterdir()))
+
+
+def test_terminal_documents_are_refreshed_by_a_new_setup(make_app):
+    service = make_app().service(None)
+    service.setup("r")
+    service.upload("r", "workdir", "w.txt", io.BytesIO(b"first"), 5)
+    submit(service, "r", "cat w.txt > ../outputs/o; exit 1")
+    assert wait_terminal(service, "r")["returncode"] == 1
+    service.setup("r")
+    assert service.status("r")["status"] == "preprocessing"
+    service.upload("r", "workdir", "w.txt", io.BytesIO(b"second"), 6)
+    submit(service, "r", "cat w.txt > ../outputs/o; exit 2")
+    assert wait_terminal(service, "r")["returncode"] == 2
+    assert service.output_file("r", "output", "o").read_bytes() == b"second"  # not the old snapshot
