@@ -113,6 +113,11 @@ class JobService:
         return record if record is not None else self.store.load(job_id)
 
     def _save(self, record: JobRecord, *, durable: bool = True) -> None:
+        if self._closed:
+            # After shutdown nothing is recorded: late threads (a staging action that
+            # returns, a process that exits) must not overwrite what the next start decides.
+            log.debug("not recording %s for job %s: shutting down", record.state.name, record.job_id)
+            return
         record.updated = time.time()
         self.store.save(record, durable=durable)
         if record.state.terminal:

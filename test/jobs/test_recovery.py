@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 from pulsar.managers.processes import find_process
 
@@ -118,3 +119,52 @@ def test_records_of_cleaned_jobs_do_not_come_back(make_app):
     service.clean("c")
     app.shutdown()
     assert make_app().service(None).status("c")["status"] == "lost"
+
+
+def test_postprocessing_resumes_after_a_restart(tmp_path):
+    """A job whose output staging was cut short by a restart is staged again, then complete."""
+    import threading
+
+    from pulsar.jobs.service import JobService, ServiceSettings
+    from pulsar.jobs.store import JobStore
+    from pulsar.managers.local import QueuedManager
+
+    staged: list[str] = []
+    release = threading.Event()
+
+    def stuck_stage_out(directory, remote_staging, is_cancelled):
+        release.wait(30)
+        return ["interrupted by the test"]
+
+    def stage_out(directory, remote_staging, is_cancelled):
+        staged.append(directory.job_id)
+        return []
+
+    def build(hook):
+        service = JobService(
+            "_default_",
+            QueuedManager("_default_", {}),
+            JobStore(tmp_path / "persisted"),
+            ServiceSettings(staging_root=tmp_path / "staging"),
+            stage_in=None,
+            stage_out=hook,
+        )
+        service.start()
+        return service
+
+    first = build(stuck_stage_out)
+    first.setup("p")
+    submit(first, "p", "echo out > ../outputs/o", remote_staging={"action_mapper": {"paths": []}})
+    wait_for(lambda: first.status("p")["status"] == "postprocessing")
+    first.shutdown()  # the "server" goes away while output staging is still running
+
+    second = build(stage_out)
+    try:
+        doc = wait_terminal(second, "p")
+        assert doc["status"] == "complete" and staged == ["p"]
+        release.set()  # the old instance's staging thread ends late: it must change nothing
+        time.sleep(0.2)
+        assert second.store.load("p").state.name == "COMPLETE"
+    finally:
+        release.set()
+        second.shutdown()
