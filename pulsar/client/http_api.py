@@ -113,6 +113,13 @@ def _announced_sha256(headers: Callable[[str], str | None]) -> str | None:
     return None
 
 
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class _Progress:
     def __init__(self, what: str, total: int | None):
         self.what = what
@@ -230,11 +237,13 @@ class HttpApi:
     def download(self, path: str, params: Mapping[str, Any], destination: str) -> StreamResult:
         """Stream a file into `destination`; the file appears only when complete and verified."""
         directory = os.path.dirname(os.path.abspath(destination))
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):  # one stat in the usual case, not makedirs' three
+            os.makedirs(directory, exist_ok=True)
 
         def attempt() -> StreamResult:
             response, url = self._exchange("GET", path, params)
             staging = os.path.join(directory, f".{os.path.basename(destination)}.download")
+            renamed = False
             try:
                 length_header = response.header("content-length")
                 length = int(length_header) if length_header and not response.header("content-encoding") else None
@@ -254,10 +263,11 @@ class HttpApi:
                         transport_message=f"server announced {announced}, received {result.sha256}",
                     )
                 os.replace(staging, destination)
+                renamed = True
                 progress.finish(result.size)
                 return result
             finally:
-                if os.path.exists(staging):
-                    os.unlink(staging)
+                if not renamed:
+                    _unlink_quietly(staging)
 
         return self._retrying(attempt, True)

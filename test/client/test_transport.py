@@ -27,6 +27,10 @@ from pulsar.client.transport.requests_transport import RequestsTransport
 FAST_RETRY = RetryPolicy(max_retries=3, interval_start=0.01, interval_step=0.01, interval_max=0.02)
 
 
+#: Several pipeline blocks and not a multiple of any block size.
+BIG = bytes(range(256)) * (20 * 1024 + 3)
+
+
 class MisbehavingApp:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -61,7 +65,7 @@ class MisbehavingApp:
                 return reply("404 Not Found", b'{"error": "not_found", "detail": "output file missing does not exist"}')
             if name == "truncated":
                 return reply("200 OK", b"x" * 10, length=1000)
-            data = (name * 1000).encode()
+            data = BIG if name == "big" else (name * 1000).encode()
             sha = hashlib.sha256(data).hexdigest() if name != "baddigest" else "1" * 64
             return reply("200 OK", data, [("sha256", sha)])
         if path == "/flaky":
@@ -131,6 +135,14 @@ def test_download_verifies_and_renames(api: HttpApi, tmp_path: Path) -> None:
     assert target.read_bytes() == b"good" * 1000
     assert result.size == 4000
     assert os.listdir(target.parent) == ["out.dat"]
+
+
+def test_big_download_is_complete_and_the_next_call_works(api: HttpApi, tmp_path: Path) -> None:
+    for attempt in range(2):
+        target = tmp_path / f"big{attempt}.dat"
+        result = api.download("jobs/1/files", {"name": "big"}, str(target))
+        assert result.size == len(BIG) and target.read_bytes() == BIG
+    assert api.call_json("GET", "flaky", {"fail": "0"}) == {"ok": True}
 
 
 @pytest.mark.parametrize("name, error", [("truncated", PulsarClientTransportError), ("baddigest", IntegrityError)])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import urllib.error
 import urllib.request
 from typing import Any, Mapping
 
 from pulsar.client.exceptions import PulsarClientTransportError
-from pulsar.client.transport.base import HttpRequest, lower_headers
+from pulsar.client.transport.base import FileBody, HttpRequest, lower_headers
 
 
 class _UrllibResponse:
@@ -16,6 +17,9 @@ class _UrllibResponse:
         self._raw = raw
         self.status = status
         self.headers: Mapping[str, str] = lower_headers(raw.headers.items())
+        # `urlopen` returns http.client's response, which reads into the caller's buffer
+        # straight from the socket; an HTTPError wraps it and may not.
+        self._readinto = raw.readinto if isinstance(raw, http.client.HTTPResponse) else None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -23,6 +27,18 @@ class _UrllibResponse:
     def read(self, size: int = -1) -> bytes:
         try:
             return self._raw.read(size if size >= 0 else None) or b""
+        except Exception as exc:
+            raise PulsarClientTransportError(
+                PulsarClientTransportError.UNKNOWN, transport_message=f"reading response failed: {exc}"
+            ) from exc
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        if self._readinto is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        try:
+            return self._readinto(buffer)
         except Exception as exc:
             raise PulsarClientTransportError(
                 PulsarClientTransportError.UNKNOWN, transport_message=f"reading response failed: {exc}"
@@ -50,6 +66,8 @@ class UrllibTransport:
             headers.setdefault("Content-Type", "application/octet-stream")
             if len(data) == 0:
                 data = b""
+            elif isinstance(data, FileBody):
+                data = data.sized_blocks()  # large blocks, not http.client's 8 KiB reads
         elif request.method in ("POST", "PUT"):
             data = b""
             headers["Content-Length"] = "0"
