@@ -109,7 +109,19 @@ class _Exchange:
     def log(self, response: Response, duration: float) -> None:
         if access_log.isEnabledFor(logging.INFO):
             access_log.info('%s "%s %s%s" %d %d %.3fs', self.client, self.method, self.path,
-                            scrubbed_query(self.query), response.status, response.content_length, duration)
+                            _ScrubbedQuery(self.query), response.status, response.content_length, duration)
+
+
+class _ScrubbedQuery:
+    """Formats as `scrubbed_query(query)`, computed only if a handler emits the record."""
+
+    __slots__ = ("query",)
+
+    def __init__(self, query: Mapping[str, str] | None):
+        self.query = query
+
+    def __str__(self) -> str:
+        return scrubbed_query(self.query)
 
 
 def _shortened(path: str, limit: int = 300) -> str:

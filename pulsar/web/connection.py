@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import ssl
 import sys
@@ -26,6 +27,8 @@ log = logging.getLogger("pulsar.web")
 
 MAX_HEADER_LINE = 64 * 1024
 MAX_HEADERS = 100
+#: A header block buffered whole within this many bytes is parsed in one step.
+HEADER_BLOCK_LIMIT = 64 * 1024
 #: Unread request body the server will still drain to keep a connection alive.
 DRAIN_LIMIT = 4 * 1024 * 1024
 LINGER_SECONDS = 5.0
@@ -46,7 +49,7 @@ class Reject(Exception):
 
 class Connection:
     def __init__(self, sock: socket.socket, address: Any, app: WsgiApp, *, server_name: str,
-                 server_port: int, max_request_line: int, is_tls: bool):
+                 server_port: int, max_request_line: int, is_tls: bool, io_timeout: float | None = None):
         self.sock = sock
         self.address = address
         self.app = app
@@ -55,8 +58,11 @@ class Connection:
         self.server_port = server_port
         self.max_request_line = max_request_line
         self.is_tls = is_tls
+        self.io_timeout = io_timeout
         self.handshaken = not is_tls
         self.parked_at = 0.0
+        self._poller: select.poll | None = None
+        self._base_environ = self._make_base_environ()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -65,8 +71,14 @@ class Connection:
             return True
         return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
 
-    def serve(self, stopping: Callable[[], bool]) -> bool:
-        """Serve requests while input is already waiting; True to park the connection idle."""
+    def serve(self, stopping: Callable[[], bool], may_linger: Callable[[], bool] | None = None,
+              linger: float = 0.0) -> bool:
+        """Serve requests while input is waiting; True to park the connection idle.
+
+        After a response, if `may_linger()` agrees (the server has spare workers), wait up
+        to `linger` seconds for the client's next request on this thread instead of handing
+        the connection back: a client that sends requests back to back then costs no
+        park/unpark round trip through the acceptor per request."""
         if not self.handshaken:
             try:
                 assert isinstance(self.sock, ssl.SSLSocket)
@@ -80,8 +92,22 @@ class Connection:
                 return False
             if stopping():
                 return False
-            if not self.has_pending_input():
+            if self.has_pending_input():
+                continue
+            if may_linger is None or linger <= 0 or not may_linger() or not self._wait_readable(linger):
                 return True
+            if stopping():
+                return False
+
+    def _wait_readable(self, timeout: float) -> bool:
+        """True if the socket becomes readable (or hangs up) within `timeout` seconds."""
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock.fileno(), select.POLLIN)
+        try:
+            return bool(self._poller.poll(timeout * 1000.0))
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
         try:
@@ -126,7 +152,7 @@ class Connection:
         except (OSError, ValueError, _Closed):
             return False
         response = ResponseWriter(self.sock, self.is_tls, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
-                                  keep_alive, stopping)
+                                  keep_alive, stopping, self.io_timeout)
         result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, response.start_response)
@@ -213,6 +239,21 @@ class Connection:
 
     def _read_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
+        block = self.reader.take_header_block(HEADER_BLOCK_LIMIT)
+        if block is not None:  # the usual case: the whole block is buffered, CRLF line ends
+            lines = block.decode("latin-1").split("\r\n")[:-2]
+            for text in lines[: MAX_HEADERS + 1]:
+                if len(text) > MAX_HEADER_LINE:
+                    raise Reject(431, "header_too_large", f"a header line is longer than {MAX_HEADER_LINE} bytes")
+                name, colon, value = text.partition(":")
+                key = name.lower()
+                if not colon or not name or " " in name or name != name.strip() or key in headers:
+                    _add_header(headers, text)  # rejects malformed lines, joins repeated fields
+                else:
+                    headers[key] = value.strip()
+            if len(lines) > MAX_HEADERS:
+                raise Reject(431, "header_too_large", f"more than {MAX_HEADERS} header lines")
+            return headers
         for _ in range(MAX_HEADERS + 1):
             line = self.reader.readline(MAX_HEADER_LINE + 2)
             if line in (b"\r\n", b"\n"):
@@ -221,13 +262,7 @@ class Connection:
                 if len(line) >= MAX_HEADER_LINE + 2:
                     raise Reject(431, "header_too_large", f"a header line is longer than {MAX_HEADER_LINE} bytes")
                 raise _Closed()
-            text = line.decode("latin-1").rstrip("\r\n")
-            name, colon, value = text.partition(":")
-            if not colon or not name or name != name.strip() or " " in name:
-                raise Reject(400, "bad_request", "malformed header line")
-            key = name.lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            _add_header(headers, line.decode("latin-1").rstrip("\r\n"))
         raise Reject(431, "header_too_large", f"more than {MAX_HEADERS} header lines")
 
     def _environ(self, method: str, target: str, version: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -236,14 +271,28 @@ class Connection:
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             raise Reject(400, "bad_request", "request target must be an absolute path")
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": method,
+        if "%" in path:
+            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+        environ = self._base_environ.copy()
+        environ["REQUEST_METHOD"] = method
+        environ["PATH_INFO"] = path
+        environ["QUERY_STRING"] = query
+        environ["SERVER_PROTOCOL"] = version
+        for key, value in headers.items():
+            if "_" in key:
+                continue  # ambiguous with "-" once mapped to CGI names; never trusted
+            if key == "content-type":
+                environ["CONTENT_TYPE"] = value
+            elif key != "content-length" and key != "transfer-encoding":
+                environ["HTTP_" + key.upper().replace("-", "_")] = value
+        return environ
+
+    def _make_base_environ(self) -> dict[str, Any]:
+        """The part of every request's environ that is the same for the whole connection."""
+        return {
             "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path.encode("latin-1")).decode("latin-1"),
-            "QUERY_STRING": query,
             "SERVER_NAME": self.server_name,
             "SERVER_PORT": str(self.server_port),
-            "SERVER_PROTOCOL": version,
             "REMOTE_ADDR": self._peer(),
             "REMOTE_PORT": str(self.address[1]) if isinstance(self.address, tuple) else "",
             "wsgi.version": (1, 0),
@@ -255,14 +304,6 @@ class Connection:
             "wsgi.input_terminated": False,
             "wsgi.file_wrapper": FileWrapper,
         }
-        for key, value in headers.items():
-            if "_" in key:
-                continue  # ambiguous with "-" once mapped to CGI names; never trusted
-            if key == "content-type":
-                environ["CONTENT_TYPE"] = value
-            elif key not in ("content-length", "transfer-encoding"):
-                environ["HTTP_" + key.upper().replace("-", "_")] = value
-        return environ
 
     def _send_continue(self) -> None:
         self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -277,11 +318,23 @@ class Connection:
             pass
 
 
+def _add_header(headers: dict[str, str], text: str) -> None:
+    """Add one header line (without its line end); repeated fields are joined with ", "."""
+    name, colon, value = text.partition(":")
+    if not colon or not name or name != name.strip() or " " in name:
+        raise Reject(400, "bad_request", "malformed header line")
+    key = name.lower()
+    value = value.strip()
+    headers[key] = f"{headers[key]}, {value}" if key in headers else value
+
+
 class _Closed(Exception):
     """The client went away (or sent half a request) before a request could be read."""
 
 
 def _wants_keep_alive(version: str, connection: str) -> bool:
+    if not connection:
+        return version == "HTTP/1.1"
     tokens = {token.strip().lower() for token in connection.split(",")}
     if "close" in tokens:
         return False

@@ -46,10 +46,16 @@ class Response:
 
 
 def status_line(code: int) -> str:
+    line = _STATUS_LINES.get(code)
+    if line is not None:
+        return line
     try:
         return f"{code} {HTTPStatus(code).phrase}"
     except ValueError:
         return f"{code} Unknown"
+
+
+_STATUS_LINES = {int(status): f"{int(status)} {status.phrase}" for status in HTTPStatus}
 
 
 def json_response(value: Any, status: int = 200) -> Response:

@@ -52,6 +52,11 @@ class RouteTable:
 
     def __init__(self, routes: tuple[Route, ...] = ROUTES):
         self._routes = [(route, route.segments) for route in routes]
+        # Only routes with as many segments as the path can match: look those up directly
+        # (table order is kept within each group, so the first match still wins).
+        self._by_length: dict[int, list[tuple[Route, tuple[str, ...]]]] = {}
+        for route, pattern in self._routes:
+            self._by_length.setdefault(len(pattern), []).append((route, pattern))
 
     def match(self, method: str, path: str) -> Match | None:
         segments = path.split("/")
@@ -64,7 +69,7 @@ class RouteTable:
                 return None
             manager_name = segments[1]
             segments = segments[2:]
-        for route, pattern in self._routes:
+        for route, pattern in self._by_length.get(len(segments), ()):
             path_vars = _match_segments(pattern, segments)
             if path_vars is None:
                 continue

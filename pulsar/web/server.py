@@ -5,7 +5,9 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
 
 * a fixed pool of worker threads; idle keep-alive connections wait in the acceptor's
   selector, not in a worker, so long transfers and idle clients cannot starve status polls
-  beyond the pool size;
+  beyond the pool size.  A worker keeps a connection for a few milliseconds after a
+  response (`keepalive_linger`, only while other workers are free), so a client sending
+  requests back to back is served without a hand-off through the acceptor per request;
 * request lines up to `max_request_line` (414 JSON beyond, memory bounded by the limit);
 * `Expect: 100-continue`, chunked request bodies (`wsgi.input_terminated`), and
   `wsgi.file_wrapper` sent with `sendfile` (TLS falls back to 1 MiB reads);
@@ -30,6 +32,7 @@ from typing import Any
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
 from pulsar.web.connection import Connection, WsgiApp
+from pulsar.web.httpio import set_blocking_timeout
 
 log = logging.getLogger("pulsar.web.server")
 
@@ -38,6 +41,9 @@ DEFAULT_MAX_REQUEST_LINE = 1024 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 60.0
 DEFAULT_REQUEST_TIMEOUT = 300.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+#: How long a worker keeps a keep-alive connection after a response, waiting for the next
+#: request, before parking it in the acceptor (only while other workers are free).
+DEFAULT_KEEPALIVE_LINGER = 0.005
 
 
 class Server:
@@ -48,7 +54,8 @@ class Server:
                  max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
                  keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT, backlog: int = 128):
+                 shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+                 keepalive_linger: float = DEFAULT_KEEPALIVE_LINGER, backlog: int = 128):
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.app = app
@@ -57,6 +64,7 @@ class Server:
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.shutdown_timeout = shutdown_timeout
+        self.keepalive_linger = keepalive_linger
         self._ssl_context = _server_ssl_context(ssl_pem) if ssl_pem else None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=backlog)
@@ -76,6 +84,8 @@ class Server:
         self._lock = threading.Lock()
         self._idle_workers = threading.Condition(self._lock)
         self._workers: list[threading.Thread] = []
+        self._waiting = 0  # workers blocked on the work queue
+        self._expired_at = 0.0
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._running = False
@@ -159,16 +169,18 @@ class Server:
                 return
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.settimeout(self.request_timeout)
                 if self._ssl_context is not None:
+                    sock.settimeout(self.request_timeout)
                     sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                else:
+                    set_blocking_timeout(sock, self.request_timeout)
             except (OSError, ssl.SSLError) as exc:
                 log.debug("dropping connection from %s: %s", address, exc)
                 sock.close()
                 continue
             connection = Connection(sock, address, self.app, server_name=self._server_name,
                                     server_port=self.port, max_request_line=self.max_request_line,
-                                    is_tls=self._ssl_context is not None)
+                                    is_tls=self._ssl_context is not None, io_timeout=self.request_timeout)
             self._park(connection)
 
     def _park(self, connection: Connection) -> None:
@@ -190,7 +202,11 @@ class Server:
                 self._park(connection)
 
     def _expire_idle(self) -> None:
-        deadline = time.monotonic() - self.keepalive_timeout
+        now = time.monotonic()
+        if now - self._expired_at < min(1.0, self.keepalive_timeout / 4):
+            return  # scan at most about once a second, not on every selector event
+        self._expired_at = now
+        deadline = now - self.keepalive_timeout
         for connection in [c for c in self._parked if c.parked_at < deadline]:
             self._selector.unregister(connection.sock)
             del self._parked[connection]
@@ -212,26 +228,35 @@ class Server:
     # --- workers ------------------------------------------------------------------------
 
     def _work_loop(self) -> None:
+        with self._lock:
+            self._waiting += 1
         while True:
             connection = self._work.get()
             if connection is None:
                 return
             with self._lock:
+                self._waiting -= 1
                 self._active.add(connection)
             keep = False
             try:
-                keep = connection.serve(self._stopping.is_set)
+                keep = connection.serve(self._stopping.is_set, self._may_linger, self.keepalive_linger)
             except Exception:
                 log.exception("connection handler failed")
             finally:
                 with self._lock:
                     self._active.discard(connection)
+                    self._waiting += 1
                     self._idle_workers.notify_all()
             if keep and not self._stopping.is_set():
                 self._to_park.append(connection)
                 self._wake()
             else:
                 connection.close()
+
+    def _may_linger(self) -> bool:
+        """A worker may wait briefly for its connection's next request only while another
+        worker is free and nothing is queued, so lingering never delays other clients."""
+        return self._waiting > 0 and self._work.empty()
 
     # --- stopping -----------------------------------------------------------------------
 
@@ -292,8 +317,9 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
     """PasteDeploy server runner: `[server:main] use = call:pulsar.web.server:server_runner`.
 
     Keys: host, port, ssl_pem, threads, max_request_line (defaults to the app's own limit),
-    keepalive_timeout, request_timeout, shutdown_timeout.  Blocks until SIGTERM/SIGINT, then
-    lets in-flight requests finish and shuts the Pulsar application down."""
+    keepalive_timeout, keepalive_linger (seconds; 0 disables), request_timeout,
+    shutdown_timeout.  Blocks until SIGTERM/SIGINT, then lets in-flight requests finish and
+    shuts the Pulsar application down."""
     from pulsar.web.app import PulsarWsgiApp
 
     default_line = wsgi_app.app.max_request_line if isinstance(wsgi_app, PulsarWsgiApp) else DEFAULT_MAX_REQUEST_LINE
@@ -307,6 +333,8 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
         keepalive_timeout=float(kwargs.get("keepalive_timeout") or DEFAULT_KEEPALIVE_TIMEOUT),
         request_timeout=float(kwargs.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT),
         shutdown_timeout=float(kwargs.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT),
+        keepalive_linger=float(kwargs["keepalive_linger"] if kwargs.get("keepalive_linger") not in (None, "")
+                               else DEFAULT_KEEPALIVE_LINGER),
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from email.utils import formatdate
 from typing import Any, Callable, Iterable
 
@@ -42,20 +43,41 @@ class FileWrapper:
             close()
 
 
+class _DateServerLines:
+    """The `Date:` and `Server:` header lines, formatted once per second, not per response."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        now = time.time()
+        second, text = self._cached
+        if int(now) != second:
+            text = f"Date: {formatdate(now, usegmt=True)}\r\nServer: {SERVER_HEADER}\r\n"
+            self._cached = (int(now), text)  # one tuple assignment: safe across threads
+        return text
+
+
+date_server_lines = _DateServerLines()
+
+
 def response_head(version: str, status: str, headers: list[tuple[str, str]], connection: str | None) -> bytes:
-    lines = [f"{version} {status}", f"Date: {formatdate(usegmt=True)}", f"Server: {SERVER_HEADER}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
+    return _head_text(version, status, [f"{name}: {value}\r\n" for name, value in headers], connection)
+
+
+def _head_text(version: str, status: str, header_lines: list[str], connection: str | None) -> bytes:
     if connection:
-        lines.append(f"Connection: {connection}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        header_lines.append(f"Connection: {connection}\r\n")
+    return f"{version} {status}\r\n{date_server_lines()}{''.join(header_lines)}\r\n".encode("latin-1")
 
 
 class ResponseWriter:
     """start_response/write and the framing decision for one response."""
 
     def __init__(self, sock: socket.socket, is_tls: bool, method: str, version: str, keep_alive: bool,
-                 stopping: Callable[[], bool]):
+                 stopping: Callable[[], bool], io_timeout: float | None = None):
         self.sock = sock
+        self.io_timeout = io_timeout
         self.is_tls = is_tls
         self.stopping = stopping
         self.method = method
@@ -88,17 +110,25 @@ class ResponseWriter:
         if self.stopping():
             self.keep_alive = False
         self.no_body = self.method == "HEAD" or code in (204, 304) or 100 <= code < 200
-        headers = [(n, v) for n, v in self.headers if n.lower() not in ("connection", "transfer-encoding")]
-        declared = next((v for n, v in headers if n.lower() == "content-length"), None)
+        lines: list[str] = []
+        declared: str | None = None
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == "content-length":
+                if declared is None:
+                    declared = value
+            elif lower == "connection" or lower == "transfer-encoding":
+                continue
+            lines.append(f"{name}: {value}\r\n")
         if declared is not None and declared.strip().isdigit():
             self.remaining = int(declared)
         elif self.no_body:
             self.remaining = 0
         elif total is not None:
-            headers.append(("Content-Length", str(total)))
+            lines.append(f"Content-Length: {total}\r\n")
             self.remaining = total
         elif self.version == "HTTP/1.1":
-            headers.append(("Transfer-Encoding", "chunked"))
+            lines.append("Transfer-Encoding: chunked\r\n")
             self.chunked = True
         else:
             self.keep_alive = False
@@ -106,9 +136,10 @@ class ResponseWriter:
             connection = "keep-alive" if self.version == "HTTP/1.0" else None
         else:
             connection = "close"
-        head = response_head("HTTP/1.1", self.status, headers, connection)
+        head = _head_text("HTTP/1.1", self.status, lines, connection)
         self.headers_sent = True
-        self.sock.sendall(head + self._frame(first))
+        framed = self._frame(first)
+        self.sock.sendall(head + framed if framed else head)
 
     def _frame(self, data: bytes) -> bytes:
         if not data or self.no_body:
@@ -159,7 +190,16 @@ class ResponseWriter:
             self.finish()
             return True
         if self.remaining > 0:
-            sent = self.sock.sendfile(filelike, offset, self.remaining)
+            # On a blocking socket (kernel timeouts, see httpio.set_blocking_timeout)
+            # socket.sendfile would wait for a stalled client forever: give it a timeout.
+            timed = self.io_timeout is not None and self.sock.gettimeout() is None
+            if timed:
+                self.sock.settimeout(self.io_timeout)
+            try:
+                sent = self.sock.sendfile(filelike, offset, self.remaining)
+            finally:
+                if timed:
+                    self.sock.settimeout(None)
             self.remaining -= sent
         self.finish()
         return True

@@ -119,3 +119,26 @@ def test_chunked_input_cut_short(pair: tuple[socket.socket, socket.socket]) -> N
     body = ChunkedInput(SocketReader(server))
     assert body.read() == b"only"
     assert body.broken and not body.finished
+
+
+def test_take_header_block(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    client.sendall(b"A: 1\r\nB: 2\r\n\r\nbody\r\nmore")
+    reader = SocketReader(server)
+    assert reader.readline(100) == b"A: 1\r\n"  # fills the buffer with everything sent
+    assert reader.take_header_block(1000) == b"B: 2\r\n\r\n"
+    assert reader.read(4) == b"body"
+    assert reader.take_header_block(1000) == b""  # the blank line comes first
+    assert reader.take_header_block(1000) is None  # no blank line buffered: nothing taken
+    assert reader.read(4) == b"more"
+
+
+def test_take_header_block_leaves_unusual_blocks_to_readline(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    client.sendall(b"X\r\nA: 1\nB: 2\r\n\r\n")
+    reader = SocketReader(server)
+    assert reader.readline(100) == b"X\r\n"
+    assert reader.take_header_block(1000) is None  # a bare LF inside: line by line instead
+    assert reader.take_header_block(5) is None  # beyond the limit
+    assert reader.readline(100) == b"A: 1\n"
+    assert reader.take_header_block(1000) == b"B: 2\r\n\r\n"
