@@ -120,11 +120,11 @@ def stream_to_file(
     fd, tmp_name = create_temp_beside(target, ".part")
     try:
         try:
-            readinto = getattr(source, "readinto", None)
-            if readinto is not None and (length is None or length > PIPELINE_BLOCK):
+            readinto = _readinto_of(source)
+            if length is None or length > PIPELINE_BLOCK:
                 received = _pipelined_copy(readinto, fd, length, digest, on_progress)
             else:
-                received = _simple_copy(source, fd, length, digest, block_size, on_progress)
+                received = _buffered_copy(readinto, fd, length, digest, block_size, on_progress)
             if length is not None and received != length:
                 raise TruncatedStream(length, received)
             if fsync:
@@ -149,29 +149,18 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
-def _simple_copy(
-    source: Readable,
-    fd: int,
-    length: int | None,
-    digest: Any,
-    block_size: int,
-    on_progress: Callable[[int], None] | None,
-) -> int:
+def _readinto_of(source: Readable) -> Callable[[memoryview], int | None]:
+    """The source's `readinto`, or one made from its `read` (one extra copy per block)."""
     readinto = getattr(source, "readinto", None)
     if readinto is not None:
-        return _buffered_copy(readinto, fd, length, digest, block_size, on_progress)
-    received = 0
-    while length is None or received < length:
-        want = block_size if length is None else min(block_size, length - received)
-        chunk = source.read(want)
-        if not chunk:
-            break
-        _write_all(fd, memoryview(chunk))
-        digest.update(chunk)
-        received += len(chunk)
-        if on_progress is not None:
-            on_progress(received)
-    return received
+        return readinto  # type: ignore[no-any-return]
+
+    def read_into(view: memoryview) -> int:
+        chunk = source.read(len(view))
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    return read_into
 
 
 def _buffered_copy(
@@ -182,7 +171,7 @@ def _buffered_copy(
     block_size: int,
     on_progress: Callable[[int], None] | None,
 ) -> int:
-    """`_simple_copy` through one reused buffer (no fresh `bytes` per block)."""
+    """Copy through one reused buffer on the calling thread (small transfers)."""
     buffer = memoryview(bytearray(block_size if length is None else max(min(block_size, length), 1)))
     received = 0
     while length is None or received < length:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pulsar.errors import InvalidArgument, NotFound
+from test.support.processes import process_alive
 
 from .conftest import wait_for, wait_terminal
 
@@ -86,7 +87,7 @@ def test_cancel_kills_the_whole_tree(make_app, tmp_path):
     child = int(pid_file.read_text())
     service.cancel("c")
     assert service.status("c")["status"] == "cancelled"
-    wait_for(lambda: not _alive(child))
+    wait_for(lambda: not process_alive(child))
 
 
 def test_cancel_before_submit_makes_submit_a_noop(make_app):
@@ -189,13 +190,6 @@ def test_unknown_manager(make_app):
     with pytest.raises(NotFound):
         app.service("nope")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            return "\nState:\tZ" not in handle.read()
-    except FileNotFoundError:
-        return False
 
 
 

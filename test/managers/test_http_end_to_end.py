@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from test.support.http import Api
+from test.support.processes import process_alive
 from test.support.server import PulsarServer, start_server
 
 pytestmark = [pytest.mark.integration]
@@ -80,13 +81,6 @@ def _wait(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            return "\nState:\tZ" not in handle.read()
-    except FileNotFoundError:
-        return False
-
 
 def test_job_through_the_http_api(setup: Setup) -> None:
     api = setup.start()
@@ -112,7 +106,7 @@ def test_cancel(setup: Setup) -> None:
     pid = int(sleeper.read_text())
     assert api.request("PUT", "jobs/cancel/cancel").status_code == 200
     assert api.poll_until_terminal("cancel")["status"] == "cancelled"
-    _wait(lambda: not _alive(pid))
+    _wait(lambda: not process_alive(pid))
 
 
 def test_server_restart_mid_job(setup: Setup) -> None:
