@@ -135,6 +135,11 @@ class PulsarApp:
     def __init__(self, **options: Any):
         self.options = options
         self.version = __version__
+        if options.get("message_queue_url"):
+            raise ConfigurationError(
+                "message_queue_url is set, but this Pulsar does not implement the message-queue mode yet; "
+                "remove it and let Galaxy poll over HTTP"
+            )
         token = options.get("private_token")
         self.private_token: str | None = str(token) if token not in (None, "") else None
         self.max_request_line = int(options.get("max_request_line") or DEFAULT_MAX_REQUEST_LINE)

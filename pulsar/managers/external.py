@@ -89,6 +89,8 @@ class ExternalManager(Manager):
         self.poll_interval = float(options.get("poll_interval", DEFAULT_POLL_INTERVAL))
         self._jobs: dict[str, Tracked] = {}
         self._lock = threading.Lock()
+        # One sweep at a time: observers such as the Condor log follower keep a read position.
+        self._sweep_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,18 +203,20 @@ class ExternalManager(Manager):
             self._wake.clear()
 
     def poll_once(self) -> None:
-        """One status sweep over all active jobs (the monitor calls this in a loop)."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-        if not jobs:
-            return
-        try:
-            observations = self._poll(jobs)
-        except StatusUnavailable as exc:
-            log.warning("manager %s: scheduler status unavailable, will retry: %s", self.name, exc)
-            return
-        for tracked in jobs:
-            self._apply(tracked, observations.get(tracked.external_id, GONE))
+        """One status sweep over all active jobs (the monitor calls this in a loop; sweeps
+        never overlap, whoever calls)."""
+        with self._sweep_lock:
+            with self._lock:
+                jobs = list(self._jobs.values())
+            if not jobs:
+                return
+            try:
+                observations = self._poll(jobs)
+            except StatusUnavailable as exc:
+                log.warning("manager %s: scheduler status unavailable, will retry: %s", self.name, exc)
+                return
+            for tracked in jobs:
+                self._apply(tracked, observations.get(tracked.external_id, GONE))
 
     def _apply(self, tracked: Tracked, seen: Observation) -> None:
         events = self._require_events()
