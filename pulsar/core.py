@@ -18,7 +18,8 @@ from typing import Any, Mapping
 from pulsar import __version__, protocol
 from pulsar.errors import ConfigurationError, NotFound
 from pulsar.jobs.script import ScriptOptions
-from pulsar.jobs.service import JobService, ServiceSettings
+from pulsar.jobs.service import JobService
+from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.store import JobStore
 from pulsar.managers.registry import build_manager
 

@@ -9,14 +9,9 @@ finds each job where it was and `recover()` carries it on.  Back-ends report thr
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import itertools
 import json
 import logging
 import os
-import queue
-import shutil
 import threading
 import time
 import zlib
@@ -29,10 +24,12 @@ from pulsar.errors import InvalidArgument, NotFound
 from pulsar.jobs import status as status_doc
 from pulsar.jobs.directory import JobDirectory, parse_path_type
 from pulsar.jobs.ids import assign_job_id, validate_job_id
-from pulsar.jobs.script import ScriptOptions, prepare_run_directories, render_job_script
+from pulsar.jobs.script import prepare_run_directories, render_job_script
+from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.state import JobRecord, JobState
 from pulsar.jobs.store import JobStore
 from pulsar.jobs.submit import SubmitRequest, parse_submit_args
+from pulsar.jobs.trash import Trash
 from pulsar.managers.base import LaunchError, LaunchSpec, Manager
 from pulsar.protocol import PathType, Status
 from pulsar.util.fileio import Readable, StreamResult, atomic_write_json, atomic_write_text, read_json, stream_to_file
@@ -40,28 +37,11 @@ from pulsar.util.fileio import Readable, StreamResult, atomic_write_json, atomic
 log = logging.getLogger(__name__)
 
 LAUNCH_CONFIG = "launch_config"
-TRASH_DIR = ".trash"  # never a job id: ids start with a letter or digit
 _LOCK_STRIPES = 64
-_DOCUMENT_CACHE_SIZE = 1024
 
 #: remote staging hooks: (job directory, remote_staging, is_cancelled) -> ...
 StageIn = Callable[[JobDirectory, dict[str, Any], Callable[[], bool]], None]
 StageOut = Callable[[JobDirectory, dict[str, Any], Callable[[], bool]], list[str]]
-
-
-@dataclasses.dataclass(frozen=True)
-class ServiceSettings:
-    staging_root: Path
-    assign_ids: str = "galaxy"
-    maximum_stream_size: int = protocol.DEFAULT_MAXIMUM_STREAM_SIZE
-    job_directory_mode: int | None = None
-    debug: bool = False
-    system_properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    script: ScriptOptions = dataclasses.field(default_factory=ScriptOptions)
-    job_name_template: str = "pulsar_$job_id"
-    max_job_attempts: int = 3
-    fsync_uploads: bool = True
-    staging_threads: int = 4
 
 
 class JobService:
@@ -90,12 +70,8 @@ class JobService:
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._active: dict[str, JobRecord] = {}
         self._staging_pool = ThreadPoolExecutor(settings.staging_threads, thread_name_prefix=f"staging-{name}")
-        # Terminal status documents never change (until setup or clean): keep the recent ones.
-        self._documents: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
-        self._documents_lock = threading.Lock()
-        self._trash = settings.staging_root / TRASH_DIR
-        self._trash_queue: queue.Queue[Path | None] = queue.Queue()
-        self._trash_counter = itertools.count()
+        self._documents = status_doc.DocumentCache()
+        self._trash = Trash(settings.staging_root, name)
         self._closed = False
         settings.staging_root.mkdir(parents=True, exist_ok=True)
         manager.bind(self)
@@ -147,7 +123,7 @@ class JobService:
                 log.info("job %s set up again after it ended; starting afresh", server_id)
                 self.store.delete(server_id)
             directory.create(self.settings.job_directory_mode)
-            self._forget_document(server_id)
+            self._documents.forget(server_id)
             # informational only (nothing reads them back), so plain writes
             directory.sub("tool_id").write_text(json.dumps(tool_id or ""))
             directory.sub("tool_version").write_text(json.dumps(tool_version or ""))
@@ -174,7 +150,7 @@ class JobService:
         directory = self._directory(job_id)
         target = directory.upload_target(parse_path_type(path_type, PathType.INPUT), name or "")
         result = stream_to_file(body, target, length=content_length, fsync=self.settings.fsync_uploads)
-        self._forget_document(job_id)
+        self._documents.forget(job_id)
         return target, result
 
     def file_path(self, job_id: str, path_type: str | None, name: str | None) -> Path:
@@ -416,21 +392,11 @@ class JobService:
             return self._terminal_document(directory, Status.LOST, None)
         if not record.state.terminal:
             return status_doc.pending_document(job_id, record.state.status)
-        with self._documents_lock:
-            document = self._documents.get(job_id)
-            if document is not None:
-                self._documents.move_to_end(job_id)
-                return document
-        document = self._terminal_document(directory, record.state.status, record.reason)
-        with self._documents_lock:
-            self._documents[job_id] = document
-            if len(self._documents) > _DOCUMENT_CACHE_SIZE:
-                self._documents.popitem(last=False)
+        document = self._documents.get(job_id)
+        if document is None:
+            document = self._terminal_document(directory, record.state.status, record.reason)
+            self._documents.put(job_id, document)
         return document
-
-    def _forget_document(self, job_id: str) -> None:
-        with self._documents_lock:
-            self._documents.pop(job_id, None)
 
     def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
         sources: list[dict[str, Any]] = []
@@ -471,32 +437,10 @@ class JobService:
             return
         self.cancel(job_id)
         with self._lock(job_id):
-            self._discard(directory)
+            self._trash.discard(directory)
             self.store.delete(job_id)
             self._active.pop(job_id, None)
-            self._forget_document(job_id)
-
-    def _discard(self, directory: JobDirectory) -> None:
-        """Take the directory out of the staging area at once (one rename); the recursive
-        delete happens on a background thread, off the request path."""
-        if not directory.exists() or directory.path.is_symlink():
-            directory.remove()
-            return
-        self._trash.mkdir(exist_ok=True)
-        doomed = self._trash / f"{directory.job_id}.{os.getpid()}.{next(self._trash_counter)}"
-        try:
-            os.rename(directory.path, doomed)
-        except OSError:
-            directory.remove()
-            return
-        self._trash_queue.put(doomed)
-
-    def _empty_trash(self) -> None:
-        if self._trash.is_dir():  # left over from before a restart
-            for leftover in self._trash.iterdir():
-                self._trash_queue.put(leftover)
-        while (doomed := self._trash_queue.get()) is not None:
-            shutil.rmtree(doomed, ignore_errors=True)
+            self._documents.forget(job_id)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -534,7 +478,7 @@ class JobService:
                 self.manager.recover(spec, record.backend, running=record.state is JobState.RUNNING)
 
     def start(self) -> None:
-        threading.Thread(target=self._empty_trash, name=f"trash-{self.name}", daemon=True).start()
+        self._trash.start()
         self.manager.start()
         count = self.recover()
         if count:
@@ -544,6 +488,6 @@ class JobService:
         if self._closed:
             return
         self._closed = True
-        self._trash_queue.put(None)
+        self._trash.stop()
         self.manager.shutdown()
         self._staging_pool.shutdown(wait=False, cancel_futures=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import threading
 from typing import Any, Mapping, Sequence
 
 from pulsar import __version__, protocol
@@ -100,3 +102,30 @@ def terminal_document(
         if exists
         else [],
     }
+
+
+class DocumentCache:
+    """Recent terminal status documents: they never change until setup, upload or clean,
+    which call `forget`."""
+
+    def __init__(self, size: int = 1024):
+        self._size = size
+        self._documents: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            document = self._documents.get(job_id)
+            if document is not None:
+                self._documents.move_to_end(job_id)
+            return document
+
+    def put(self, job_id: str, document: dict[str, Any]) -> None:
+        with self._lock:
+            self._documents[job_id] = document
+            if len(self._documents) > self._size:
+                self._documents.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            self._documents.pop(job_id, None)

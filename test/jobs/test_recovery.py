@@ -125,7 +125,8 @@ def test_postprocessing_resumes_after_a_restart(tmp_path):
     """A job whose output staging was cut short by a restart is staged again, then complete."""
     import threading
 
-    from pulsar.jobs.service import JobService, ServiceSettings
+    from pulsar.jobs.service import JobService
+    from pulsar.jobs.settings import ServiceSettings
     from pulsar.jobs.store import JobStore
     from pulsar.managers.local import QueuedManager
 
