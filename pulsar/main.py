@@ -37,7 +37,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InsecureBind as exc:
         return _fail(str(exc), EXIT_INSECURE)
 
+    return _run(args, config_dir, pid_file, settings.ini_path, "pulsar", lambda daemon: serve(settings, daemon))
+
+
+def _run(args: argparse.Namespace, config_dir: Path, pid_file: Path, ini_path: Path | None, name: str,
+         body: Callable[[Daemon | None], int]) -> int:
+    """Daemonize if asked, configure logging, run `body`; every failure is reported once,
+    to the terminal and (when daemonized) to the parent waiting for the daemon to be ready."""
     daemon = None
     if args.daemon:
         log_file = Path(args.log_file) if args.log_file else config_dir / LOG_FILE_NAME
@@ -101,14 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(str(exc), EXIT_CONFIG)
         os.chdir(config_dir)
     try:
-        configure_logging(settings.ini_path)
-        return serve(settings, daemon)
+        configure_logging(ini_path)
+        return body(daemon)
     except ConfigurationError as exc:
         if daemon is not None:
             daemon.failed(f"configuration error: {exc}")
         return _fail(f"configuration error: {exc}", EXIT_CONFIG)
     except Exception as exc:
-        log.exception("pulsar failed")
+        log.exception("%s failed", name)
         if daemon is not None:
             daemon.failed(f"{type(exc).__name__}: {exc}")
         return 1
@@ -298,7 +305,8 @@ def _fail(message: str, code: int) -> int:
 
 
 def main_webless(argv: Sequence[str] | None = None) -> int:
-    """Run the application without a web server (message-queue mode) until SIGTERM."""
+    """Run the application without a web server until SIGTERM (the message-queue mode that
+    makes this useful is not implemented yet; the managers still run and recover jobs)."""
     args = _webless_parser().parse_args(argv)
     config_dir = _config_dir(args.config_dir)
     pid_file = Path(args.pid_file) if args.pid_file else config_dir / PID_FILE_NAME
@@ -313,16 +321,8 @@ def main_webless(argv: Sequence[str] | None = None) -> int:
                                  app_config_path=args.app_conf_path)
     except ConfigurationError as exc:
         return _fail(f"configuration error: {exc}", EXIT_CONFIG)
-    daemon = None
-    if args.daemon:
-        log_file = Path(args.log_file) if args.log_file else config_dir / LOG_FILE_NAME
-        try:
-            daemon = daemonize(pid_file, log_file)
-        except DaemonError as exc:
-            return _fail(str(exc), EXIT_CONFIG)
-        os.chdir(config_dir)
-    try:
-        configure_logging(ini)
+
+    def run_app(daemon: Daemon | None) -> int:
         from pulsar.core import PulsarApp
 
         stop = _install_stop_handlers()
@@ -335,14 +335,8 @@ def main_webless(argv: Sequence[str] | None = None) -> int:
         finally:
             pulsar_app.shutdown()
         return 0
-    except Exception as exc:
-        log.exception("pulsar-main failed")
-        if daemon is not None:
-            daemon.failed(f"{type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        if daemon is not None:
-            daemon.remove_pid_file()
+
+    return _run(args, config_dir, pid_file, ini, "pulsar-main", run_app)
 
 
 def _webless_parser() -> argparse.ArgumentParser:
