@@ -37,7 +37,7 @@ import yaml  # noqa: E402
 from bench import report  # noqa: E402
 from bench.clients import ClientKind, our_client, reference_client  # noqa: E402
 from bench.servers import OurServer, ReferenceServer, ServerSet  # noqa: E402
-from bench.workloads import ceilings, jobs, persisted, transfer  # noqa: E402
+from bench.workloads import ceilings, integrity, jobs, persisted, transfer  # noqa: E402
 
 MIB = 1024 * 1024
 WORKLOADS = ("ceilings", "transfer", "jobs", "exit", "persisted")
@@ -204,6 +204,7 @@ class Run:
                 "disk_write_MBps": ceilings.disk_write(self.workdir, self.args.size),
                 "disk_write_nofsync_MBps": ceilings.disk_write(self.workdir, self.args.size, fsync=False),
                 "fork_exec_per_s": ceilings.fork_exec(),
+                "sha256_MBps": integrity.sha256_ceiling(self.args.size),
             })
 
     def run_transfers(self) -> None:
@@ -227,6 +228,17 @@ class Run:
                 out.setdefault(name, []).append(result)
                 self.log(f"  up {result['upload_MBps']:.0f} MB/s, down {result['download_MBps']:.0f} MB/s, "
                          f"checksum {'ok' if result['checksum_ok'] else 'WRONG'}")
+            self.log(f"download digest cost (our server), repeat {repeat + 1}")
+            try:
+                cost = integrity.run_digest_cost(self.ours, input_path, sha, f"{self.new_prefix()}digest")
+            except Exception as exc:
+                self.errors["transfer.digest"] = f"{type(exc).__name__}: {exc}"
+                self.log(f"digest cost FAILED: {exc}")
+                continue
+            self.raw.setdefault("digest", []).append(cost)
+            self.log(f"  plain {cost['download_plain_MBps']:.0f} MB/s, digest computed "
+                     f"{cost['download_digest_first_MBps']:.0f} MB/s, remembered {cost['download_digest_cached_MBps']:.0f}"
+                     f" MB/s, {'ok' if cost['ok'] else 'DIGEST WRONG'}")
         input_path.unlink()
 
     def run_jobs(self) -> None:
@@ -322,8 +334,10 @@ def summarise(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
             summary.setdefault(metric, {})[side] = report.median(values)
 
     for key in ("loopback_get_MBps", "loopback_post_MBps", "disk_write_MBps", "disk_write_nofsync_MBps",
-                "fork_exec_per_s"):
-        put(f"ceiling.{key}", "ours", [r[key] for r in raw.get("ceilings", [])])
+                "fork_exec_per_s", "sha256_MBps"):
+        put(f"ceiling.{key}", "ours", [r.get(key) for r in raw.get("ceilings", []) if r.get(key) is not None])
+    for key in ("download_plain_MBps", "download_digest_first_MBps", "download_digest_cached_MBps"):
+        put(f"digest.{key}", "ours", [r[key] for r in raw.get("digest", [])])
     xfer = raw.get("transfer", {})
     fields = ("upload_MBps", "download_MBps", "server_rss_growth_upload_MiB", "server_rss_growth_download_MiB",
               "client_peak_rss_upload_MiB", "client_peak_rss_download_MiB")
@@ -369,8 +383,10 @@ def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
             notes.setdefault("persisted.restart_s", "")
             notes["persisted.restart_s"] += (f"{side}: probe job reported {result['probe_status']!r}, "
                                              f"{result['status_wrong']} status answers not 'complete'. ")
+    if any(not r["ok"] for r in raw.get("digest", [])):
+        notes["digest.download_digest_first_MBps"] = "Repr-Digest missing or wrong (or sent unasked)"
     for name, message in errors.items():
-        metric = {"transfer.ours": "transfer.ours.upload_MBps", "transfer.refclient": "transfer.refclient.upload_MBps",
+        metric = {"transfer.digest": "digest.download_digest_first_MBps", "transfer.ours": "transfer.ours.upload_MBps", "transfer.refclient": "transfer.refclient.upload_MBps",
                   "transfer.reference": "transfer.ours.upload_MBps"}.get(name)
         if name.startswith("jobs."):
             metric = f"jobs.{name.split('.')[1]}.jobs_per_s"

@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urljoin
 from pulsar.client.exceptions import IntegrityError, OutputNotFound, PulsarClientTransportError
 from pulsar.client.transport.base import FileBody, HttpRequest, HttpResponse, Transport
 from pulsar.managers.util.retry import RetryActionExecutor
-from pulsar.util.fileio import StreamResult, TruncatedStream, stream_to_file
+from pulsar.util.fileio import PartialFile, StreamResult, TruncatedStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,13 +113,6 @@ def _announced_sha256(headers: Callable[[str], str | None]) -> str | None:
     return None
 
 
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 class _Progress:
     def __init__(self, what: str, total: int | None):
         self.what = what
@@ -164,9 +157,10 @@ class HttpApi:
         return self.retry.executor().execute(action)
 
     def _exchange(self, method: str, path: str, params: Mapping[str, Any] | None,
-                  body: bytes | FileBody | None = None) -> tuple[HttpResponse, str]:
+                  body: bytes | FileBody | None = None,
+                  headers: dict[str, str] | None = None) -> tuple[HttpResponse, str]:
         url = self.url(path, params)
-        response = self.transport.send(HttpRequest(method, url, body=body))
+        response = self.transport.send(HttpRequest(method, url, headers=headers or {}, body=body))
         check_status(response, url)
         return response, url
 
@@ -235,39 +229,91 @@ class HttpApi:
                                      transport_message=f"sent {local}, server stored {announced}")
 
     def download(self, path: str, params: Mapping[str, Any], destination: str) -> StreamResult:
-        """Stream a file into `destination`; the file appears only when complete and verified."""
+        """Stream a file into `destination`; the file appears only when complete and verified.
+
+        A transfer that breaks part way is resumed: the retry asks for the rest with `Range`,
+        guarded by `If-Range` with the server's `ETag`, and keeps hashing where it stopped, so
+        every byte crosses the network and the hash once.  Without a strong `ETag`, or when
+        the server answers the whole file, it starts over.  We ask for `Repr-Digest` and check
+        the whole file against it when the server sends one.
+        """
         directory = os.path.dirname(os.path.abspath(destination))
         if not os.path.isdir(directory):  # one stat in the usual case, not makedirs' three
             os.makedirs(directory, exist_ok=True)
+        with PartialFile(destination, suffix=".download") as partial:
+            resume = _Resume(partial)
 
-        def attempt() -> StreamResult:
-            response, url = self._exchange("GET", path, params)
-            staging = os.path.join(directory, f".{os.path.basename(destination)}.download")
-            renamed = False
-            try:
-                length_header = response.header("content-length")
-                length = int(length_header) if length_header and not response.header("content-encoding") else None
-                progress = _Progress(f"download {params.get('name')}", length)
+            def attempt() -> StreamResult:
+                response, _ = self._exchange("GET", path, params, headers=resume.request_headers())
                 try:
-                    result = stream_to_file(response, staging, length=length, on_progress=progress)
-                except TruncatedStream as exc:
-                    raise PulsarClientTransportError(
-                        PulsarClientTransportError.UNKNOWN, message="download truncated", transport_message=str(exc)
-                    ) from exc
+                    length = resume.accept(response)
+                    progress = _Progress(f"download {params.get('name')}", resume.total)
+                    try:
+                        partial.receive(response, length, on_progress=progress)
+                    except TruncatedStream as exc:
+                        raise PulsarClientTransportError(
+                            PulsarClientTransportError.UNKNOWN, message="download truncated",
+                            transport_message=str(exc),
+                        ) from exc
                 finally:
                     response.close()
                 announced = _announced_sha256(response.header)
-                if announced is not None and announced != result.sha256:
+                if announced is not None and announced != partial.sha256:
+                    partial.restart()
                     raise IntegrityError(
                         message="download digest mismatch",
-                        transport_message=f"server announced {announced}, received {result.sha256}",
+                        transport_message=f"server announced {announced}, received {partial.sha256}",
                     )
-                os.replace(staging, destination)
-                renamed = True
+                result = partial.commit()
                 progress.finish(result.size)
                 return result
-            finally:
-                if not renamed:
-                    _unlink_quietly(staging)
 
-        return self._retrying(attempt, True)
+            return self._retrying(attempt, True)
+
+
+class _Resume:
+    """Where a download stands between attempts: what to ask for, and whether the answer
+    continues what `partial` holds."""
+
+    def __init__(self, partial: PartialFile):
+        self.partial = partial
+        self.etag: str | None = None
+        self.total: int | None = None
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {"Want-Repr-Digest": "sha-256=9"}
+        if self.partial.received and self.etag:
+            headers["Range"] = f"bytes={self.partial.received}-"
+            headers["If-Range"] = self.etag
+        return headers
+
+    def accept(self, response: HttpResponse) -> int | None:
+        """Check the response against what is held; return how many body bytes to read."""
+        etag = response.header("etag")
+        self.etag = etag if etag and not etag.startswith("W/") else None
+        encoded = bool(response.header("content-encoding"))
+        length_header = response.header("content-length")
+        length = int(length_header) if length_header and not encoded else None
+        if response.status == 206:
+            first, total = _content_range_start(response.header("content-range"))
+            if first != self.partial.received:
+                self.partial.restart()
+                raise PulsarClientTransportError(
+                    PulsarClientTransportError.UNKNOWN, message="download resumed at the wrong offset",
+                    transport_message=f"asked from byte {self.partial.received}, got {first}",
+                )
+            self.total = total
+        else:
+            if self.partial.received:
+                log.info("download of %s starts over: the server sent the whole file", response.header("etag"))
+                self.partial.restart()
+            self.total = length
+        return length
+
+
+def _content_range_start(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, complete length) of `Content-Range: bytes a-b/n`; None where absent."""
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*", header or "")
+    if match is None:
+        return None, None
+    return int(match.group(1)), None if match.group(2) == "*" else int(match.group(2))

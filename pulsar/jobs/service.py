@@ -32,6 +32,7 @@ from pulsar.jobs.submit import SubmitRequest, parse_submit_args
 from pulsar.jobs.trash import Trash
 from pulsar.managers.base import LaunchError, LaunchSpec, Manager
 from pulsar.protocol import PathType, Status
+from pulsar.util.digests import DigestCache
 from pulsar.util.fileio import Readable, StreamResult, atomic_write_json, atomic_write_text, read_json, stream_to_file
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class JobService:
         self._active: dict[str, JobRecord] = {}
         self._staging_pool = ThreadPoolExecutor(settings.staging_threads, thread_name_prefix=f"staging-{name}")
         self._documents = status_doc.DocumentCache()
+        #: sha256 of downloaded files by identity, for `Repr-Digest` (see pulsar.util.digests).
+        self.digests = DigestCache()
         self._trash = Trash(settings.staging_root, name)
         self._closed = False
         settings.staging_root.mkdir(parents=True, exist_ok=True)

@@ -110,32 +110,103 @@ def stream_to_file(
     The target appears (atomically, by rename) only when the copy is complete, so a failed
     or interrupted transfer never leaves a partial file under the final name.  The sha256
     is computed while streaming, never by a second read.
+    """
+    with PartialFile(target, fsync=fsync) as partial:
+        partial.receive(source, length, block_size=block_size, on_progress=on_progress)
+        return partial.commit()
+
+
+class PartialFile:
+    """A file being received into a temp file beside its target.
+
+    It outlives a broken source: after `TruncatedStream` (or any read error) the bytes
+    received so far and their running sha256 are kept, so a transfer can carry on from
+    `received` (an HTTP download resumed with `Range`) and still hash every byte exactly
+    once.  `commit` renames the temp file onto the target; leaving the `with` block without
+    committing removes it.
 
     A source with `readinto` is read into a few reusable buffers while a second thread
     writes the previous one, so receiving and hashing overlap with writing; memory stays
     at `PIPELINE_DEPTH` buffers whatever the size.
     """
-    target = Path(target)
-    digest = hashlib.sha256()
-    fd, tmp_name = create_temp_beside(target, ".part")
-    try:
+
+    def __init__(self, target: Path | str, *, fsync: bool = True, suffix: str = ".part"):
+        self.target = Path(target)
+        self.fsync = fsync
+        self._fd, self.temp_name = create_temp_beside(self.target, suffix)
+        self._digest = hashlib.sha256()
+        self.received = 0
+        self._open = True
+
+    def __enter__(self) -> "PartialFile":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+    def receive(self, source: Readable, length: int | None, *, block_size: int = BLOCK_SIZE,
+                on_progress: Callable[[int], None] | None = None) -> int:
+        """Append `length` bytes of `source` (all of it if None); raise `TruncatedStream` if
+        it ends early.  `on_progress` gets the running total over every `receive`."""
+        readinto = _readinto_of(source)
+
+        def on_block(count: int) -> None:  # called once a block is hashed and handed to the writer
+            self.received += count
+            if on_progress is not None:
+                on_progress(self.received)
+
+        before = self.received
         try:
-            readinto = _readinto_of(source)
             if length is None or length > PIPELINE_BLOCK:
-                received = _pipelined_copy(readinto, fd, length, digest, on_progress)
+                _pipelined_copy(readinto, self._fd, length, self._digest, on_block)
             else:
-                received = _buffered_copy(readinto, fd, length, digest, block_size, on_progress)
-            if length is not None and received != length:
-                raise TruncatedStream(length, received)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, target)
-    except BaseException:
-        _unlink_quietly(tmp_name)
-        raise
-    return StreamResult(received, digest.hexdigest())
+                _buffered_copy(readinto, self._fd, length, self._digest, block_size, on_block)
+        except BaseException:
+            # A failed write leaves fewer bytes on disk than were hashed: then the kept part
+            # is useless, so start over rather than resume into a file with a hole.
+            if os.fstat(self._fd).st_size != self.received:
+                self.restart()
+            raise
+        copied = self.received - before
+        if length is not None and copied != length:
+            raise TruncatedStream(length, copied)
+        return copied
+
+    def restart(self) -> None:
+        """Forget everything received (the source changed under us): empty file, fresh digest."""
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._digest = hashlib.sha256()
+        self.received = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def commit(self) -> StreamResult:
+        """fsync (if asked), close and rename onto the target; the result names the new file."""
+        if self.fsync:
+            os.fsync(self._fd)
+        self._close()
+        try:
+            os.replace(self.temp_name, self.target)
+        except BaseException:
+            _unlink_quietly(self.temp_name)
+            raise
+        self.temp_name = ""
+        return StreamResult(self.received, self._digest.hexdigest())
+
+    def discard(self) -> None:
+        """Close and remove the temp file unless committed; safe to call twice."""
+        self._close()
+        if self.temp_name:
+            _unlink_quietly(self.temp_name)
+            self.temp_name = ""
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            os.close(self._fd)
 
 
 #: Buffer size and count of the pipelined copy: 3 x 2 MiB keeps memory flat and small.
@@ -169,8 +240,8 @@ def _buffered_copy(
     length: int | None,
     digest: Any,
     block_size: int,
-    on_progress: Callable[[int], None] | None,
-) -> int:
+    on_block: Callable[[int], None],
+) -> None:
     """Copy through one reused buffer on the calling thread (small transfers)."""
     buffer = memoryview(bytearray(block_size if length is None else max(min(block_size, length), 1)))
     received = 0
@@ -183,9 +254,7 @@ def _buffered_copy(
         _write_all(fd, block)
         digest.update(block)
         received += count
-        if on_progress is not None:
-            on_progress(received)
-    return received
+        on_block(count)
 
 
 def _fill(readinto: Callable[[memoryview], int | None], view: memoryview) -> int:
@@ -204,8 +273,8 @@ def _pipelined_copy(
     fd: int,
     length: int | None,
     digest: Any,
-    on_progress: Callable[[int], None] | None,
-) -> int:
+    on_block: Callable[[int], None],
+) -> None:
     free: queue.Queue[bytearray] = queue.Queue()
     filled: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
     for _ in range(PIPELINE_DEPTH):
@@ -235,8 +304,7 @@ def _pipelined_copy(
                 digest.update(view[:count])
                 received += count
                 filled.put((buffer, count))
-                if on_progress is not None:
-                    on_progress(received)
+                on_block(count)
             else:
                 free.put(buffer)
             view.release()
@@ -247,7 +315,6 @@ def _pipelined_copy(
         writer.join()
     if errors:
         raise errors[0]
-    return received
 
 
 def sha256_of_file(path: Path | str, block_size: int = BLOCK_SIZE) -> str:

@@ -10,7 +10,8 @@ import os
 import stat
 
 from pulsar.errors import InvalidArgument, NotFound
-from pulsar.web.ranges import RangeNotSatisfiable, content_range, parse_range
+from pulsar.web.digest_headers import repr_digest, wants_sha256
+from pulsar.web.ranges import RangeNotSatisfiable, content_range, entity_tag, if_range_holds, parse_range
 from pulsar.web.request import Request
 from pulsar.web.responses import OCTET_TYPE, FileRange, Response, error_response, json_response, ok_response
 
@@ -75,7 +76,14 @@ def clean(request: Request) -> Response:
 
 
 def download(request: Request) -> Response:
-    """`GET /jobs/{job_id}/files`: stream one file, honouring a single byte range."""
+    """`GET /jobs/{job_id}/files`: stream one file, honouring a single byte range.
+
+    Every answer carries a strong `ETag` naming the file version, so a client resuming a
+    broken download sends `If-Range` and gets the rest only if the file is unchanged (the
+    whole file otherwise).  A client that asks with `Want-Repr-Digest: sha-256=...`
+    (RFC 9530) gets `Repr-Digest`, the sha256 of the whole file, computed once per file
+    version and remembered.
+    """
     service = request.service()
     args = request.args
     path = service.output_file(args.required("job_id"), args.optional("type"), args.required("name"))
@@ -88,17 +96,29 @@ def download(request: Request) -> Response:
         if not stat.S_ISREG(info.st_mode):
             raise NotFound(f"{args['name']!r} is not a regular file")
         size = info.st_size
+        etag = entity_tag(info)
+        headers = [("Content-Type", OCTET_TYPE), ("Accept-Ranges", "bytes"), ("ETag", etag)]
+        range_header = request.environ.get("HTTP_RANGE")
+        if not if_range_holds(request.environ.get("HTTP_IF_RANGE"), etag):
+            range_header = None
         try:
-            byte_range = parse_range(request.environ.get("HTTP_RANGE"), size)
+            byte_range = parse_range(range_header, size)
         except RangeNotSatisfiable as exc:
             handle.close()
             return error_response(416, "range_not_satisfiable", str(exc),
-                                  [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")])
+                                  [("Content-Range", f"bytes */{size}"), *headers[1:]])
+        sha256: str | None
+        if wants_sha256(request.environ.get("HTTP_WANT_REPR_DIGEST")):
+            sha256 = service.digests.digest(handle, info)
+        else:
+            sha256 = service.digests.lookup(info)
+        if sha256 is not None:
+            headers.append(("Repr-Digest", repr_digest(sha256)))
     except BaseException:
         handle.close()
         raise
     start, stop = byte_range if byte_range is not None else (0, size)
-    headers = [("Content-Type", OCTET_TYPE), ("Content-Length", str(stop - start)), ("Accept-Ranges", "bytes")]
+    headers.append(("Content-Length", str(stop - start)))
     if byte_range is not None:
         headers.append(("Content-Range", content_range(start, stop, size)))
     return Response(206 if byte_range is not None else 200, headers, file=FileRange(handle, start, stop))

@@ -65,3 +65,44 @@ def test_atomic_json(tmp_path):
     atomic_write_json(tmp_path / "x.json", {"a": [1, 2]})
     assert read_json(tmp_path / "x.json") == {"a": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_partial_file_continues_after_a_broken_source(tmp_path):
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    target = tmp_path / "out"
+    with fileio.PartialFile(target, fsync=False) as partial:
+        with pytest.raises(TruncatedStream):
+            partial.receive(Trickle(data[:3_000_000], 65536), len(data))
+        assert partial.received == 3_000_000
+        partial.receive(Trickle(data[partial.received:], 100_000), len(data) - partial.received)
+        result = partial.commit()
+    assert target.read_bytes() == data
+    assert (result.size, result.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_partial_file_restart_and_discard(tmp_path):
+    target = tmp_path / "out"
+    with fileio.PartialFile(target, fsync=False) as partial:
+        partial.receive(io.BytesIO(b"stale bytes"), None)
+        partial.restart()
+        partial.receive(io.BytesIO(b"fresh"), 5)
+        assert partial.sha256 == hashlib.sha256(b"fresh").hexdigest()
+    assert list(tmp_path.iterdir()) == []  # not committed: nothing left
+
+
+def test_partial_file_starts_over_after_a_failed_write(tmp_path, monkeypatch):
+    real_write = os.write
+    calls = {"n": 0}
+
+    def failing_write(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(fileio.os, "write", failing_write)
+    with fileio.PartialFile(tmp_path / "out", fsync=False) as partial:
+        with pytest.raises(OSError):
+            partial.receive(Trickle(os.urandom(8 * 1024 * 1024), 1 << 20), None)
+        assert partial.received == 0  # what was hashed never all reached the disk

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pulsar.errors import InvalidArgument, NotFound
+from pulsar.util.digests import DigestCache
 from pulsar.util.fileio import Readable, StreamResult, stream_to_file
 
 
@@ -15,6 +16,7 @@ class FakeService:
         self.name = name
         self.root = root
         self.calls: list[tuple[Any, ...]] = []
+        self.digests = DigestCache()
 
     def _job_dir(self, job_id: str) -> Path:
         if "/" in job_id or job_id in (".", ".."):

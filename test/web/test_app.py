@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -149,6 +150,30 @@ def test_download_unsatisfiable_range_is_416(wsgi: PulsarWsgiApp, fake_app: Fake
     assert result.status == 416
     assert result.headers["content-range"] == "bytes */10"
     assert result.json()["error"] == "range_not_satisfiable"
+
+
+def test_download_carries_a_strong_etag_and_honours_if_range(wsgi: PulsarWsgiApp, fake_app: FakeApp) -> None:
+    write_output(fake_app, b"0123456789")
+    etag = call(wsgi, "GET", "/jobs/1/files", "name=out.dat").headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    same = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Range": "bytes=4-", "If-Range": etag})
+    assert (same.status, same.body, same.headers["content-range"]) == (206, b"456789", "bytes 4-9/10")
+    for stale in ('"another-version"', "W/" + etag, "Sat, 21 Nov 2026 10:00:00 GMT"):
+        whole = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Range": "bytes=4-", "If-Range": stale})
+        assert (whole.status, whole.body) == (200, b"0123456789")
+
+
+def test_download_sends_repr_digest_when_asked(wsgi: PulsarWsgiApp, fake_app: FakeApp) -> None:
+    write_output(fake_app, b"0123456789")
+    expected = "sha-256=:" + base64.b64encode(hashlib.sha256(b"0123456789").digest()).decode() + ":"
+    plain = call(wsgi, "GET", "/jobs/1/files", "name=out.dat")
+    assert "repr-digest" not in plain.headers  # not asked, not known: no extra read of the file
+    asked = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Range": "bytes=2-3",
+                                                                         "Want-Repr-Digest": "sha-512=3, sha-256=9"})
+    assert (asked.status, asked.body) == (206, b"23")
+    assert asked.headers["repr-digest"] == expected  # of the whole file, whatever the range
+    refused = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Want-Repr-Digest": "sha-256=0"})
+    assert "repr-digest" not in refused.headers
 
 
 def test_download_uses_file_wrapper_when_offered(wsgi: PulsarWsgiApp, fake_app: FakeApp) -> None:
