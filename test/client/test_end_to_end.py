@@ -75,7 +75,7 @@ def test_lifecycle_kill_clean_and_lost(pulsar_app: Any) -> None:
 # -- ours, over HTTP ---------------------------------------------------------------------
 
 @pytest.mark.integration
-@pytest.mark.parametrize("transport", ["requests", "urllib"])
+@pytest.mark.parametrize("transport", ["http", "requests", "urllib"])
 @pytest.mark.parametrize("action", ACTIONS)
 def test_our_server_over_http(pulsar_server: Any, action: str, transport: str, tmp_path: Path) -> None:
     check_with_galaxy(pulsar_server.url, pulsar_server.token, action, tmp_path, transport=transport,

@@ -20,7 +20,7 @@ ALLOWED_GROWTH = 64 * 1024 * 1024
 
 @pytest.mark.integration
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("transport", ["requests", "urllib"])
+@pytest.mark.parametrize("transport", ["http", "requests", "urllib"])
 def test_one_gib_round_trip_keeps_client_memory_flat(pulsar_server: Any, tmp_path: Path, transport: str,
                                                      record_property: Any) -> None:
     source = tmp_path / "big.dat"

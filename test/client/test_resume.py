@@ -19,8 +19,7 @@ import pytest
 
 from pulsar.client.exceptions import PulsarClientTransportError
 from pulsar.client.http_api import HttpApi, RetryPolicy
-from pulsar.client.transport import UrllibTransport
-from pulsar.client.transport.requests_transport import RequestsTransport
+from pulsar.client.transport import get_transport
 from test.support.cutting_proxy import Cut, CuttingProxy
 from test.support.http import Api
 from test.support.server import DEFAULT_TOKEN, PulsarServer, start_server
@@ -39,14 +38,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulsarServer]:
         running.stop()
 
 
-@pytest.fixture(params=["requests", "urllib"])
+@pytest.fixture(params=["http", "requests", "urllib"])
 def transport_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 def client_through(proxy: CuttingProxy, transport_name: str) -> HttpApi:
-    transport = RequestsTransport(timeout=30) if transport_name == "requests" else UrllibTransport(timeout=30)
-    return HttpApi(proxy.url, transport, private_token=DEFAULT_TOKEN, retry=FAST_RETRY)
+    return HttpApi(proxy.url, get_transport(transport_name, timeout=30), private_token=DEFAULT_TOKEN, retry=FAST_RETRY)
 
 
 def header_of(head: str, name: str) -> str | None:

@@ -21,7 +21,7 @@ import pytest
 
 from pulsar.client.exceptions import IntegrityError, OutputNotFound, PulsarClientTransportError
 from pulsar.client.http_api import HttpApi, RetryPolicy
-from pulsar.client.transport import UrllibTransport, WsgiTransport, get_transport
+from pulsar.client.transport import HttpClientTransport, UrllibTransport, WsgiTransport, get_transport
 from pulsar.client.transport.requests_transport import RequestsTransport
 
 FAST_RETRY = RetryPolicy(max_retries=3, interval_start=0.01, interval_step=0.01, interval_max=0.02)
@@ -97,12 +97,11 @@ def served(app: MisbehavingApp) -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture(params=["requests", "urllib", "wsgi"])
+@pytest.fixture(params=["http", "requests", "urllib", "wsgi"])
 def api(request: pytest.FixtureRequest, app: MisbehavingApp, served: str) -> HttpApi:
     if request.param == "wsgi":
         return HttpApi("http://in-process/", WsgiTransport(app), private_token="tok", retry=FAST_RETRY)
-    transport = RequestsTransport(timeout=10) if request.param == "requests" else UrllibTransport(timeout=10)
-    return HttpApi(served, transport, private_token="tok", retry=FAST_RETRY)
+    return HttpApi(served, get_transport(request.param, timeout=10), private_token="tok", retry=FAST_RETRY)
 
 
 def test_upload_streams_with_content_length_and_token(api: HttpApi, app: MisbehavingApp, tmp_path: Path) -> None:
@@ -185,7 +184,7 @@ def test_permanent_error_fails_at_once(api: HttpApi, app: MisbehavingApp) -> Non
     assert app.calls["/forbidden"] == before + 1
 
 
-@pytest.mark.parametrize("name", ["requests", "urllib"])
+@pytest.mark.parametrize("name", ["http", "requests", "urllib"])
 def test_connection_refused(name: str) -> None:
     import socket
 
@@ -199,7 +198,9 @@ def test_connection_refused(name: str) -> None:
 
 
 def test_get_transport_names() -> None:
-    assert isinstance(get_transport(None), RequestsTransport)
+    assert isinstance(get_transport(None), HttpClientTransport)
+    assert isinstance(get_transport("http"), HttpClientTransport)
+    assert isinstance(get_transport("requests"), RequestsTransport)
     assert isinstance(get_transport("curl"), RequestsTransport)
     assert isinstance(get_transport("urllib", timeout="5"), UrllibTransport)
     with pytest.raises(ValueError):

@@ -79,6 +79,12 @@ class FileBody:
                 self.sent += count
                 yield block
 
+    def rewind(self) -> None:
+        """Start again from the first byte (a request resent on a fresh connection)."""
+        self.close()
+        self.sent = 0
+        self._digest = hashlib.sha256()
+
     def sized_blocks(self) -> SizedBlocks:
         """`blocks()` behind an object with only `__iter__` and `__len__` (see the class doc)."""
         return SizedBlocks(self)
