@@ -307,8 +307,10 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
     """`[server:main]` of an INI file: `host` (str), `port` (int), `ssl_pem` (absolute path,
-    relative ones taken from the INI's directory), `threads` (int).  Only keys present in the
-    file are returned; callers apply their defaults."""
+    relative ones taken from the INI's directory), `threads` (int), and the web server's
+    seconds `keepalive_timeout`, `keepalive_linger`, `request_timeout`, `shutdown_timeout`
+    (float; the same keys `paster serve` passes to `pulsar.web.server:server_runner`).
+    Only keys present in the file are returned; callers apply their defaults."""
     ini = Path(ini_path).resolve()
     raw = _read_ini_section(ini, SERVER_SECTION)
     parsers: dict[str, Callable[[str], Any]] = {
@@ -316,6 +318,7 @@ def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
         "port": _port,
         "ssl_pem": lambda value: str(ini.parent / _non_empty_string(value)),
         "threads": _positive_int,
+        **{key: _seconds for key in SERVER_TIMINGS},
     }
     result: dict[str, Any] = {}
     for key, parse in parsers.items():
@@ -326,6 +329,17 @@ def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigurationError(f"{ini}: [{SERVER_SECTION}] {key}: {exc}") from None
     return result
+
+
+#: `[server:main]` keys in seconds, passed to `pulsar.web.server.make_server` as they are.
+SERVER_TIMINGS = ("keepalive_timeout", "keepalive_linger", "request_timeout", "shutdown_timeout")
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:
+        raise ValueError(f"expected a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def _port(value: Any) -> int:

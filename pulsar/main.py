@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pulsar
-from pulsar.config import DEFAULT_INI_NAME, load_config, read_server_section
+from pulsar.config import DEFAULT_INI_NAME, SERVER_TIMINGS, load_config, read_server_section
 from pulsar.daemon import Daemon, DaemonError, daemonize, stop_daemon
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
@@ -73,6 +73,8 @@ class Settings:
     port: int
     ssl_pem: str | None
     threads: int | None  # None: the web server's default
+    #: keepalive_timeout etc. from server.ini (see `pulsar.config.SERVER_TIMINGS`)
+    server_timings: dict[str, float]
     token_file: Path | None  # set when the token was generated or read from the token file
 
 
@@ -168,6 +170,7 @@ def resolve_settings(args: argparse.Namespace, config_dir: Path) -> Settings:
         port=port,
         ssl_pem=server.get("ssl_pem"),
         threads=server.get("threads"),
+        server_timings={key: server[key] for key in SERVER_TIMINGS if key in server},
         token_file=token_file,
     )
 
@@ -246,6 +249,7 @@ def serve(settings: Settings, daemon: Daemon | None = None) -> int:
                 ssl_pem=settings.ssl_pem,
                 threads=settings.threads or DEFAULT_THREADS,
                 max_request_line=pulsar_app.max_request_line,
+                **settings.server_timings,
             )
         except OSError as exc:
             message = f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"

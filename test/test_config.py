@@ -221,12 +221,15 @@ def test_app_yml_sample_in_repository_loads(tmp_path: Path) -> None:
 
 
 def test_read_server_section(tmp_path: Path) -> None:
-    path = ini(tmp_path, server_lines="host = 0.0.0.0\nport = 9000\nssl_pem = cert.pem\nthreads = 4\n")
+    path = ini(tmp_path, server_lines="host = 0.0.0.0\nport = 9000\nssl_pem = cert.pem\nthreads = 4\n"
+                                      "keepalive_timeout = 30\nkeepalive_linger = 0\n")
     assert read_server_section(path) == {
         "host": "0.0.0.0",
         "port": 9000,
         "ssl_pem": str(tmp_path / "cert.pem"),
         "threads": 4,
+        "keepalive_timeout": 30.0,
+        "keepalive_linger": 0.0,
     }
 
 
@@ -235,7 +238,9 @@ def test_read_server_section_absent_keys(tmp_path: Path) -> None:
     assert read_server_section(path) == {}
 
 
-@pytest.mark.parametrize(("line", "key"), [("port = http", "port"), ("port = 70000", "port"), ("threads = 0", "threads")])
+@pytest.mark.parametrize(("line", "key"), [("port = http", "port"), ("port = 70000", "port"), ("threads = 0", "threads"),
+                                             ("request_timeout = -1", "request_timeout"),
+                                             ("shutdown_timeout = soon", "shutdown_timeout")])
 def test_read_server_section_errors(tmp_path: Path, line: str, key: str) -> None:
     path = ini(tmp_path, server_lines=line + "\n")
     with pytest.raises(ConfigurationError) as info:

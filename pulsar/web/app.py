@@ -7,9 +7,10 @@ Outcomes:
 * a truncated upload body -> 400;
 * anything else -> 500 with a generic JSON body, logged with its traceback.
 
-Every request gets one access-log line on `pulsar.web.access` (query values scrubbed);
-for downloads it is written when the server closes the body, so duration and bytes cover
-the whole transfer.
+Every request gets one access-log line on `pulsar.web.access` (query values scrubbed), at
+INFO, except successful status polls and health checks, which are at DEBUG (they are most of
+the traffic and change nothing); for downloads it is written when the server closes the
+body, so duration and bytes cover the whole transfer.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class PulsarWsgiApp:
             raise RouteNotFound(f"no route for {method} {path}")
         query = parse_query(query_string)
         exchange.query = query
+        exchange.polled = match.route.polled
         if match.route.authenticated and not is_authorized(self.app.private_token, environ, query):
             raise Unauthorized("missing or wrong private_token")
         request = Request(self.app, environ, method, path, match.manager_name, Args(query, match.path_vars))
@@ -98,18 +100,20 @@ class PulsarWsgiApp:
 class _Exchange:
     """What the access log needs to know about one request."""
 
-    __slots__ = ("client", "method", "path", "query")
+    __slots__ = ("client", "method", "path", "query", "polled")
 
     def __init__(self, environ: Mapping[str, Any], method: str, path: str):
         self.client = str(environ.get("REMOTE_ADDR", "-"))
         self.method = method
         self.path = path
         self.query: Mapping[str, str] | None = None
+        self.polled = False
 
     def log(self, response: Response, duration: float) -> None:
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info('%s "%s %s%s" %d %d %.3fs', self.client, self.method, self.path,
-                            _ScrubbedQuery(self.query), response.status, response.content_length, duration)
+        level = logging.DEBUG if self.polled and response.status < 400 else logging.INFO
+        if access_log.isEnabledFor(level):
+            access_log.log(level, '%s "%s %s%s" %d %d %.3fs', self.client, self.method, self.path,
+                           _ScrubbedQuery(self.query), response.status, response.content_length, duration)
 
 
 class _ScrubbedQuery:

@@ -22,6 +22,9 @@ class Route(NamedTuple):
     pattern: str
     handler: Handler
     authenticated: bool = True
+    #: Polled all the time (Galaxy asks every job's status every few seconds): a success is
+    #: logged at DEBUG, not INFO, so the access log shows what changes things.
+    polled: bool = False
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -33,11 +36,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/jobs/{job_id}/files", handlers.upload),
     Route("GET", "/jobs/{job_id}/files/path", handlers.file_path),
     Route("POST", "/jobs/{job_id}/submit", handlers.submit),
-    Route(None, "/jobs/{job_id}/status", handlers.status),
+    Route(None, "/jobs/{job_id}/status", handlers.status, polled=True),
     Route("GET", "/jobs/{job_id}/files", handlers.download),
     Route("PUT", "/jobs/{job_id}/cancel", handlers.cancel),
     Route("DELETE", "/jobs/{job_id}", handlers.clean),
-    Route("GET", "/healthz", handlers.healthz, authenticated=False),
+    Route("GET", "/healthz", handlers.healthz, authenticated=False, polled=True),
 )
 
 

@@ -325,3 +325,15 @@ def test_download_access_log_is_written_when_body_is_closed(wsgi: PulsarWsgiApp,
         call(wsgi, "GET", "/jobs/1/files", "name=out.dat")
     [line] = [r.getMessage() for r in caplog.records if r.name == "pulsar.web.access"]
     assert '"GET /jobs/1/files?name=out.dat" 200 100 ' in line
+
+
+def test_successful_status_polls_are_logged_at_debug(wsgi: PulsarWsgiApp, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="pulsar.web.access"):
+        call(wsgi, "GET", "/jobs/1/status")
+        call(wsgi, "GET", "/healthz")
+        call(wsgi, "POST", "/jobs", "job_id=1")
+        call(wsgi, "GET", "/jobs/../status")
+    levels = [(r.levelname, r.getMessage().split('"')[1].split("?")[0]) for r in caplog.records
+              if r.name == "pulsar.web.access"]
+    assert levels[:3] == [("DEBUG", "GET /jobs/1/status"), ("DEBUG", "GET /healthz"), ("INFO", "POST /jobs")]
+    assert levels[3][0] == "INFO"  # a failed request is never quiet
