@@ -386,7 +386,8 @@ def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
     if any(not r["ok"] for r in raw.get("digest", [])):
         notes["digest.download_digest_first_MBps"] = "Repr-Digest missing or wrong (or sent unasked)"
     for name, message in errors.items():
-        metric = {"transfer.digest": "digest.download_digest_first_MBps", "transfer.ours": "transfer.ours.upload_MBps", "transfer.refclient": "transfer.refclient.upload_MBps",
+        metric = {"transfer.digest": "digest.download_digest_first_MBps",
+                  "transfer.ours": "transfer.ours.upload_MBps", "transfer.refclient": "transfer.refclient.upload_MBps",
                   "transfer.reference": "transfer.ours.upload_MBps"}.get(name)
         if name.startswith("jobs."):
             metric = f"jobs.{name.split('.')[1]}.jobs_per_s"
