@@ -74,7 +74,13 @@ class Request:
         """Bytes to read from `body`; None means read to EOF (the server terminated the body).
 
         Raises `InvalidArgument` for a malformed Content-Length and `LengthRequired` when the
-        length is unknown and the server did not promise a terminated stream."""
+        length is unknown and the server did not promise a terminated stream.  A chunked body
+        under a server that does not decode it to a terminated stream is refused too, whatever
+        CONTENT_LENGTH says: Paste's httpserver passes such a body with a length of 0, which
+        would store an empty file and answer 200."""
+        chunked = "chunked" in str(self.environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+        if chunked and not self.environ.get("wsgi.input_terminated"):
+            raise LengthRequired("this server cannot pass a chunked upload on; send a Content-Length")
         raw = str(self.environ.get("CONTENT_LENGTH") or "").strip()
         if raw:
             if not raw.isdigit():

@@ -95,6 +95,14 @@ def test_upload_without_length_is_411(wsgi: PulsarWsgiApp) -> None:
     assert result.json()["error"] == "length_required"
 
 
+def test_chunked_upload_the_host_did_not_decode_is_411(wsgi: PulsarWsgiApp) -> None:
+    """Paste's httpserver hands a chunked body on as CONTENT_LENGTH 0: refuse, never store b""."""
+    result = call(wsgi, "POST", "/jobs/1/files", "name=c&type=input", b"5\r\nhello\r\n0\r\n\r\n",
+                  headers={"Transfer-Encoding": "chunked"}, CONTENT_LENGTH="0")
+    assert result.status == 411
+    assert not any(entry[0] == "upload" for entry in service_calls(wsgi))
+
+
 def test_truncated_upload_body_is_400(wsgi: PulsarWsgiApp) -> None:
     result = call(wsgi, "POST", "/jobs/1/files", "name=c&type=input", b"short", CONTENT_LENGTH="100")
     assert result.status == 400
