@@ -95,6 +95,18 @@ def choose_workdir(requested: str | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="pulsar-bench-", dir=base))
 
 
+def choose_client_dir(workdir: Path, requested: str | None) -> Path:
+    """Where the clients' files (inputs to upload, downloaded outputs) go: under the work
+    directory, or a fresh directory under `requested` (e.g. /dev/shm, to see the server's and
+    the protocol's speed without the client's disk writes)."""
+    if requested:
+        Path(requested).mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="pulsar-bench-client-", dir=requested))
+    client_dir = workdir / "clients"
+    client_dir.mkdir()
+    return client_dir
+
+
 def filesystem_of(path: Path) -> str:
     best = ("", "?")
     real = os.path.realpath(path)
@@ -132,14 +144,7 @@ class Run:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.workdir = choose_workdir(args.workdir)
-        if args.client_dir:
-            # client-side files (inputs to upload, downloaded outputs) elsewhere, e.g. /dev/shm,
-            # to see the server's and the protocol's speed without the client's disk writes
-            Path(args.client_dir).mkdir(parents=True, exist_ok=True)
-            self.client_dir = Path(tempfile.mkdtemp(prefix="pulsar-bench-client-", dir=args.client_dir))
-        else:
-            self.client_dir = self.workdir / "clients"
-            self.client_dir.mkdir()
+        self.client_dir = choose_client_dir(self.workdir, args.client_dir)
         self.servers = ServerSet()
         self.raw: dict[str, Any] = {}
         self.errors: dict[str, str] = {}

@@ -36,7 +36,6 @@ import platform
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -49,7 +48,7 @@ if str(REPO_ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from bench.clients import our_client  # noqa: E402
-from bench.run import choose_workdir, filesystem_of, git_revision  # noqa: E402
+from bench.run import choose_client_dir, choose_workdir, filesystem_of, git_revision  # noqa: E402
 from bench.sampling import cpu_split  # noqa: E402
 from bench.servers import BenchServer, ServerSet  # noqa: E402
 from bench.workloads import jobs, transfer  # noqa: E402
@@ -103,12 +102,7 @@ class Comparison:
         self.args = args
         self.venv = venv
         self.workdir = choose_workdir(args.workdir)
-        if args.client_dir:
-            Path(args.client_dir).mkdir(parents=True, exist_ok=True)
-            self.client_dir = Path(tempfile.mkdtemp(prefix="pulsar-bench-client-", dir=args.client_dir))
-        else:
-            self.client_dir = self.workdir / "clients"
-            self.client_dir.mkdir()
+        self.client_dir = choose_client_dir(self.workdir, args.client_dir)
         self.client = our_client()
         self.servers = ServerSet()
         self.live: dict[str, BenchServer] = {}

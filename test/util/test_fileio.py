@@ -45,7 +45,8 @@ def test_short_source_leaves_no_file(tmp_path, source):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_write_errors_surface_and_clean_up(tmp_path, monkeypatch):
+def fail_second_write(monkeypatch) -> None:
+    """The disk fills up after the first block."""
     calls = {"n": 0}
     real_write = os.write
 
@@ -56,6 +57,10 @@ def test_write_errors_surface_and_clean_up(tmp_path, monkeypatch):
         return real_write(fd, data)
 
     monkeypatch.setattr(fileio.os, "write", failing_write)
+
+
+def test_write_errors_surface_and_clean_up(tmp_path, monkeypatch):
+    fail_second_write(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         stream_to_file(Trickle(os.urandom(8 * 1024 * 1024), 1 << 20), tmp_path / "out", length=None)
     assert list(tmp_path.iterdir()) == []
@@ -92,16 +97,7 @@ def test_partial_file_restart_and_discard(tmp_path):
 
 
 def test_partial_file_starts_over_after_a_failed_write(tmp_path, monkeypatch):
-    real_write = os.write
-    calls = {"n": 0}
-
-    def failing_write(fd, data):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError(28, "No space left on device")
-        return real_write(fd, data)
-
-    monkeypatch.setattr(fileio.os, "write", failing_write)
+    fail_second_write(monkeypatch)
     with fileio.PartialFile(tmp_path / "out", fsync=False) as partial:
         with pytest.raises(OSError):
             partial.receive(Trickle(os.urandom(8 * 1024 * 1024), 1 << 20), None)
