@@ -1,5 +1,6 @@
 """Restarts: every unfinished job is carried on by the next app over the same directories."""
 
+import io
 import os
 import signal
 import time
@@ -75,6 +76,37 @@ def test_job_killed_with_the_server_runs_again_from_its_snapshot(make_app, tmp_p
     assert doc["status"] == "complete" and doc["returncode"] == 0
     # the second run started from the snapshot: no trace of the first run's partial output
     assert again.output_file("k", "output", "out").read_text() == "partial\ndone\n"
+
+
+def test_rerun_restores_configs_and_working_files_the_first_run_changed(make_app, tmp_path):
+    """Local managers snapshot in the server before the first run (no `cp` in the job); the
+    rerun's script restores from that snapshot."""
+    runs = tmp_path / "runs"
+    app = make_app()
+    service = app.service(None)
+    service.setup("c")
+    service.upload("c", "config", "settings.cfg", io.BytesIO(b"as submitted\n"), 13)
+    service.upload("c", "workdir", "state.txt", io.BytesIO(b"fresh\n"), 6)
+    gate = tmp_path / "gate"
+    command = (
+        f"echo run >> {runs}; cat ../configs/settings.cfg state.txt >> ../outputs/seen; "
+        "echo changed > ../configs/settings.cfg; echo used > state.txt; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done"
+    )
+    submit(service, "c", command)
+    job_dir = service.settings.staging_root / "c"
+    assert "cp -a" not in (job_dir / "command.sh").read_text()  # the server took the snapshot
+    wait_for(lambda: runs.exists())
+    app.shutdown()
+    _kill_job_tree(service, "c")
+
+    again = make_app().service(None)
+    wait_for(lambda: runs.exists() and runs.read_text().count("run") == 2)
+    gate.touch()
+    doc = wait_terminal(again, "c")
+    assert doc["status"] == "complete" and doc["returncode"] == 0
+    # the second run saw the submitted files again, and the first run's output is gone
+    assert again.output_file("c", "output", "seen").read_text() == "as submitted\nfresh\n"
 
 
 def test_attempt_limit_fails_the_job_with_a_reason(make_app, tmp_path):
