@@ -10,7 +10,6 @@ run again from the state it was submitted in.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import shutil
 from pathlib import Path
@@ -111,8 +110,7 @@ def _snapshot_lines(job_dir: str) -> list[str]:
 
     `<dir>.orig.done` marks a complete snapshot (an empty directory needs no copy); without
     it the job never ran, so the directory is still as submitted.  Emptiness is tested with
-    a glob, not a command, so a job with empty directories forks nothing here.  (The server
-    leaves these lines out when it took the snapshot itself: `snapshot_directories`.)
+    a glob, not a command, so a trivial job forks nothing here.
     """
     lines = [f"cd {job_dir} || exit 1", "shopt -s nullglob dotglob"]
     for name in SNAPSHOT_DIRECTORIES:
@@ -134,45 +132,23 @@ def custom_tmp_expression(options: ScriptOptions) -> str | None:
     return None
 
 
-def prepare_run_directories(job_directory: JobDirectory, options: ScriptOptions, *, first_attempt: bool,
-                            snapshot: bool = False) -> None:
+def prepare_run_directories(job_directory: JobDirectory, options: ScriptOptions, *, first_attempt: bool) -> None:
     """Create `home/` and a fresh `tmp/` before each run (cheaper here than in the script).
 
     Before a first attempt, traces of an earlier job under the same id (set up again after
     it ended) are removed: its exit code and its snapshots, which a rerun would restore.
-    With `snapshot`, the snapshots of this first attempt are taken here and now (see
-    `snapshot_directories`).
     """
     if first_attempt:
         (job_directory.sub(protocol.RETURN_CODE_FILE)).unlink(missing_ok=True)
         for name in SNAPSHOT_DIRECTORIES:
             job_directory.sub(f"{name}.orig.done").unlink(missing_ok=True)
             shutil.rmtree(job_directory.sub(f"{name}.orig"), ignore_errors=True)
-        if snapshot:
-            snapshot_directories(job_directory)
     job_directory.sub(protocol.HOME_DIR).mkdir(exist_ok=True)
     if custom_tmp_expression(options) is None:
         tmp = job_directory.sub(protocol.TMP_DIR)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(exist_ok=True)
-
-
-def snapshot_directories(job_directory: JobDirectory) -> None:
-    """Take the first attempt's snapshots in the server, in the layout the script's restore
-    lines read (`<dir>.orig` copied like `cp -a`, then `<dir>.orig.done`).
-
-    Only for managers where nothing but this server starts the script, so the directories
-    cannot change between now and the run: copying a few small files here costs a fraction
-    of the `cp` process the script would start for every job.
-    """
-    for name in SNAPSHOT_DIRECTORIES:
-        source = job_directory.sub(name)
-        with os.scandir(source) as entries:
-            empty = next(entries, None) is None
-        if not empty:
-            shutil.copytree(source, job_directory.sub(f"{name}.orig"), symlinks=True)
-        job_directory.sub(f"{name}.orig.done").touch()
 
 
 def render_job_script(
@@ -184,10 +160,7 @@ def render_job_script(
     dependencies_description: Mapping[str, Any] | None = None,
     preserve_galaxy_python_environment: bool = False,
     headers: Sequence[str] = (),
-    snapshot_in_script: bool = True,
 ) -> str:
-    """The job's `command.sh`.  `snapshot_in_script=False` when the server took the first
-    attempt's snapshots itself (`prepare_run_directories(snapshot=True)`)."""
     job_dir = _q(job_directory.path)
     working = _q(job_directory.working)
     home = _q(job_directory.sub(protocol.HOME_DIR))
@@ -226,7 +199,7 @@ def render_job_script(
         'export TMPDIR="${TMPDIR:-${TMP:-${TEMP:-$_GALAXY_JOB_TMP_DIR}}}"',
         'export TMP="${TMP:-$TMPDIR}" TEMP="${TEMP:-$TMPDIR}"',
         'export GALAXY_PYTHON="${GALAXY_PYTHON:-python3}"',
-        *(_snapshot_lines(job_dir) if snapshot_in_script else []),
+        *_snapshot_lines(job_dir),
         f"cd {working} || exit 1",
     ]
     deps = dependency_statements(dependencies_description, options.tool_dependency_dir)

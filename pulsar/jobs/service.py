@@ -217,8 +217,7 @@ class JobService:
             attempt=attempt,
         )
 
-    def _write_script(self, directory: JobDirectory, request: SubmitRequest, spec: LaunchSpec, *,
-                      snapshot_in_script: bool = True) -> None:
+    def _write_script(self, directory: JobDirectory, request: SubmitRequest, spec: LaunchSpec) -> None:
         script = render_job_script(
             directory,
             request.command_line,
@@ -230,7 +229,6 @@ class JobService:
             ).lower()
             == "true",
             headers=self.manager.script_headers(spec),
-            snapshot_in_script=snapshot_in_script,
         )
         # No fsync: the script is derived from launch_config and rewritten on every recovery.
         atomic_write_text(spec.script, script, fsync=False, mode=0o700)
@@ -239,14 +237,9 @@ class JobService:
         """Hand the job to the back-end (caller holds the job lock)."""
         record.attempts += 1
         spec = self._launch_spec(directory, request, record.attempts)
-        first_attempt = record.attempts == 1
-        # The server snapshots a first attempt itself unless a scheduler might start the
-        # script again; scripts written later (reruns, recovery) always restore.
-        server_snapshot = first_attempt and not self.manager.scheduler_may_rerun
         try:
-            self._write_script(directory, request, spec, snapshot_in_script=not server_snapshot)
-            prepare_run_directories(directory, self.settings.script, first_attempt=first_attempt,
-                                    snapshot=server_snapshot)
+            self._write_script(directory, request, spec)
+            prepare_run_directories(directory, self.settings.script, first_attempt=record.attempts == 1)
         except OSError as exc:
             self._fail(record, f"could not write the job script: {exc}")
             return

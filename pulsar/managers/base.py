@@ -57,11 +57,6 @@ class Manager(abc.ABC):
     """A back-end.  Subclasses declare `type_name` (the `type` option value)."""
 
     type_name: ClassVar[str]
-    #: Whether something other than this server may start a job's script again (a scheduler
-    #: requeueing it after a node failure).  Then the script itself snapshots the job's
-    #: directories on its first run and restores them on any later one; otherwise the server
-    #: takes the snapshot before the first launch, which costs no process in the job.
-    scheduler_may_rerun: ClassVar[bool] = True
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         self.name = name

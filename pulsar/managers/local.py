@@ -45,8 +45,6 @@ def parse_concurrency(value: Any) -> int:
 class _LocalManager(Manager):
     """What both local managers share: run one job in the calling thread until it exits."""
 
-    scheduler_may_rerun = False  # only this server ever starts the script
-
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
         self._cancelled: set[str] = set()
