@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-reference", action="store_true", help="skip the reference server and client")
     parser.add_argument("--workdir", help="where staging and test files go (default: a temp dir on the /work disk)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, staging)")
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR), help="where the results JSON goes "
+                        "(default: bench/results)")
     parser.add_argument("--client-dir", help="put the clients' files (inputs, downloads) here instead of the work "
                                              "directory, e.g. /dev/shm to take the client's disk out of the figures")
     parser.add_argument("--our-option", action="append", default=[], metavar="KEY=YAML",
@@ -462,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     meta["seconds"] = round((datetime.datetime.now() - started).total_seconds(), 1)
     summary = summarise(run.raw)
     notes = row_notes(run.raw, run.errors)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out_path = RESULTS_DIR / f"{started:%Y%m%d-%H%M%S}.json"
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out_path = results_dir / f"{started:%Y%m%d-%H%M%S}.json"
     out_path.write_text(json.dumps({"meta": meta, "notes": run.notes, "errors": run.errors, "summary": summary,
                                     "raw": run.raw}, indent=1, default=str))
     print()
@@ -483,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     for name, message in run.errors.items():
         print(f"error in {name}: {message[:500]}")
-    print(f"\nresults: {out_path.relative_to(REPO_ROOT)}")
+    shown = out_path.relative_to(REPO_ROOT) if out_path.is_relative_to(REPO_ROOT) else out_path
+    print(f"\nresults: {shown}")
     if interrupted:
         return 130
     return 1 if run.errors else 0
