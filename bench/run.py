@@ -407,6 +407,49 @@ def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
     return notes
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT (even if started with SIGINT ignored) raise KeyboardInterrupt, so
+    every server is stopped on the way out."""
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def machine_meta(workdir: Path, client_dir: Path) -> dict[str, Any]:
+    """What a result needs to be read later: where it ran, on what, from which revision."""
+    return {
+        "workdir": str(workdir),
+        "workdir_filesystem": filesystem_of(workdir),
+        "client_dir": str(client_dir),
+        "client_dir_filesystem": filesystem_of(client_dir),
+        "cpus": os.cpu_count(),
+        "memory_GiB": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "git": git_revision(),
+    }
+
+
+def execute_and_clean_up(run: Any, *, keep: bool, own_client_dir: bool) -> bool:
+    """`run.execute()`, then stop every server and remove the work directories (unless
+    `keep`); True if interrupted."""
+    interrupted = False
+    try:
+        run.execute()
+    except KeyboardInterrupt:
+        interrupted = True
+        run.log("interrupted; stopping servers")
+    finally:
+        run.servers.stop_all()
+        if not keep:
+            shutil.rmtree(run.workdir, ignore_errors=True)
+            if own_client_dir:
+                shutil.rmtree(run.client_dir, ignore_errors=True)
+    return interrupted
+
+
 def git_revision() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -421,11 +464,7 @@ def git_revision() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    stop_on_signals()
     run = Run(args)
     started = datetime.datetime.now()
     meta = {
@@ -439,28 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         "status_requests": args.status_requests,
         "poll_interval_s": args.poll_interval,
         "our_options": args.our_options,
-        "workdir": str(run.workdir),
-        "workdir_filesystem": filesystem_of(run.workdir),
-        "client_dir": str(run.client_dir),
-        "client_dir_filesystem": filesystem_of(run.client_dir),
-        "cpus": os.cpu_count(),
-        "memory_GiB": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "git": git_revision(),
+        **machine_meta(run.workdir, run.client_dir),
     }
     run.log(f"work directory {run.workdir} ({meta['workdir_filesystem']})")
-    interrupted = False
-    try:
-        run.execute()
-    except KeyboardInterrupt:
-        interrupted = True
-        run.log("interrupted; stopping servers")
-    finally:
-        run.servers.stop_all()
-        if not args.keep:
-            shutil.rmtree(run.workdir, ignore_errors=True)
-            if args.client_dir:
-                shutil.rmtree(run.client_dir, ignore_errors=True)
+    interrupted = execute_and_clean_up(run, keep=args.keep, own_client_dir=bool(args.client_dir))
     meta["seconds"] = round((datetime.datetime.now() - started).total_seconds(), 1)
     summary = summarise(run.raw)
     notes = row_notes(run.raw, run.errors)

@@ -31,10 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import shutil
-import signal
 import sys
 import time
 import traceback
@@ -45,10 +41,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import psutil  # noqa: E402
 
 from bench.clients import our_client  # noqa: E402
-from bench.run import choose_client_dir, choose_workdir, filesystem_of, git_revision  # noqa: E402
+from bench.run import (  # noqa: E402
+    choose_client_dir,
+    choose_workdir,
+    execute_and_clean_up,
+    machine_meta,
+    stop_on_signals,
+)
 from bench.sampling import cpu_split  # noqa: E402
 from bench.servers import BenchServer, ServerSet  # noqa: E402
 from bench.workloads import jobs, transfer  # noqa: E402
@@ -115,6 +116,9 @@ class Comparison:
     def new_prefix(self) -> str:
         self._serial += 1
         return f"{self._serial}_"
+
+    def log(self, message: str) -> None:
+        log(message)
 
     def fail(self, host: str, what: str, exc: BaseException) -> None:
         message = f"{what}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -229,11 +233,7 @@ class Comparison:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_signals()
     venv = ensure_venv(args.venv, log=log)
     run = Comparison(args, venv)
     started = datetime.datetime.now()
@@ -248,27 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         "hosts": {host: DESCRIPTIONS[host] for host in args.hosts},
         "host_versions": versions(venv),
         "venv": str(venv),
-        "workdir": str(run.workdir),
-        "workdir_filesystem": filesystem_of(run.workdir),
-        "client_dir_filesystem": filesystem_of(run.client_dir),
-        "cpus": os.cpu_count(),
-        "memory_GiB": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "git": git_revision(),
+        **machine_meta(run.workdir, run.client_dir),
     }
     log(f"work directory {run.workdir} ({meta['workdir_filesystem']}); hosts {', '.join(args.hosts)}")
-    interrupted = False
-    try:
-        run.execute()
-    except KeyboardInterrupt:
-        interrupted = True
-        log("interrupted; stopping servers")
-    finally:
-        run.servers.stop_all()
-        if not args.keep:
-            shutil.rmtree(run.workdir, ignore_errors=True)
-            if args.client_dir:
-                shutil.rmtree(run.client_dir, ignore_errors=True)
+    interrupted = execute_and_clean_up(run, keep=args.keep, own_client_dir=bool(args.client_dir))
     meta["seconds"] = round((datetime.datetime.now() - started).total_seconds(), 1)
     summary = table.summarise(run.raw)
     hosts = [h for h in args.hosts if h in summary or h in run.failures]
@@ -293,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if "paster_smoke" in run.raw:
         smoke = run.raw["paster_smoke"]
         print(f"\npaster serve smoke test: {SMOKE_JOBS} jobs, {smoke['failed']} failed")
-    print(f"\nresults: {out_path.relative_to(REPO_ROOT)}")
+    print(f"\nresults: {out_path}")
     if interrupted:
         return 130
     return 1 if run.failures else 0
