@@ -114,7 +114,8 @@ def verdict(row: Row, ours: float, reference: float) -> str:
     return "ok"
 
 
-def _fmt(value: Any) -> str:
+def format_number(value: Any) -> str:
+    """A table cell: '-' for no figure, 3 significant digits, thousands separated."""
     if isinstance(value, str):
         return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -139,14 +140,15 @@ def render(summary: dict[str, dict[str, Any]], notes: dict[str, str]) -> str:
         reference = entry.get("reference", float("nan"))
         label = f"{row.label} [{row.unit}]"
         if row.metric.startswith("ceiling."):
-            lines.append((label, _fmt(ours), "", "", "", "", ""))
+            lines.append((label, format_number(ours), "", "", "", "", ""))
             continue
         numeric = isinstance(ours, (int, float)) and isinstance(reference, (int, float)) and row.compare
         ratio = ours / reference if numeric and reference else float("nan")
         g = gain(row, ours, reference) if numeric else float("nan")
         met = verdict(row, ours if isinstance(ours, (int, float)) else float("nan"),
                       reference if isinstance(reference, (int, float)) else float("nan"))
-        lines.append((label, _fmt(ours), _fmt(reference), _fmt(ratio), (_fmt(g) + "x") if not math.isnan(g) else "-",
+        gain_text = (format_number(g) + "x") if not math.isnan(g) else "-"
+        lines.append((label, format_number(ours), format_number(reference), format_number(ratio), gain_text,
                       row.target_text(), met))
         if row.metric in notes:
             lines.append((f"   note: {notes[row.metric]}",))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.report import median
+from bench.report import format_number, median
 
 #: (metric, label, higher is better, show a ratio)
 ROWS = (
@@ -39,19 +39,9 @@ def summarise(raw: dict[str, Any]) -> dict[str, dict[str, float]]:
     return summary
 
 
-def _number(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
 def cell(value: float | None, base: float | None, show_ratio: bool) -> str:
     """`value (ratio)`; the ratio is value/ours, so 1.00 is ours and > 1 means more."""
-    text = _number(value)
+    text = format_number(value)
     if (not show_ratio or value is None or base is None or math.isnan(value) or math.isnan(base)
             or base == 0):
         return text
