@@ -296,16 +296,17 @@ class _Resume:
         length = int(length_header) if length_header and not encoded else None
         if response.status == 206:
             first, total = _content_range_start(response.header("content-range"))
-            if first != self.partial.received:
+            held = self.partial.received
+            if first != held:
                 self.partial.restart()
                 raise PulsarClientTransportError(
                     PulsarClientTransportError.UNKNOWN, message="download resumed at the wrong offset",
-                    transport_message=f"asked from byte {self.partial.received}, got {first}",
+                    transport_message=f"asked from byte {held}, got {first}",
                 )
             self.total = total
         else:
             if self.partial.received:
-                log.info("download of %s starts over: the server sent the whole file", response.header("etag"))
+                log.info("download starts over after %d bytes: the file changed on the server", self.partial.received)
                 self.partial.restart()
             self.total = length
         return length
