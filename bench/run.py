@@ -418,6 +418,18 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def run_meta(args: argparse.Namespace, started: datetime.datetime) -> dict[str, Any]:
+    """The settings every benchmark script records: when, how big, how many times."""
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "repeats": args.repeats,
+        "transfer_bytes": args.size,
+        "trivial_jobs": args.jobs,
+        "poll_interval_s": args.poll_interval,
+    }
+
+
 def machine_meta(workdir: Path, client_dir: Path) -> dict[str, Any]:
     """What a result needs to be read later: where it ran, on what, from which revision."""
     return {
@@ -468,15 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args)
     started = datetime.datetime.now()
     meta = {
-        "started": started.isoformat(timespec="seconds"),
-        "mode": "quick" if args.quick else "full",
-        "repeats": args.repeats,
-        "transfer_bytes": args.size,
-        "trivial_jobs": args.jobs,
+        **run_meta(args, started),
         "exit_jobs": args.exit_jobs,
         "persisted_jobs": args.persisted,
         "status_requests": args.status_requests,
-        "poll_interval_s": args.poll_interval,
         "our_options": args.our_options,
         **machine_meta(run.workdir, run.client_dir),
     }

@@ -48,6 +48,7 @@ from bench.run import (  # noqa: E402
     choose_workdir,
     execute_and_clean_up,
     machine_meta,
+    run_meta,
     stop_on_signals,
 )
 from bench.sampling import cpu_split  # noqa: E402
@@ -238,12 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Comparison(args, venv)
     started = datetime.datetime.now()
     meta = {
-        "started": started.isoformat(timespec="seconds"),
-        "mode": "quick" if args.quick else "full",
-        "repeats": args.repeats,
-        "transfer_bytes": args.size,
-        "trivial_jobs": args.jobs,
-        "poll_interval_s": args.poll_interval,
+        **run_meta(args, started),
         "threads": args.threads,
         "hosts": {host: DESCRIPTIONS[host] for host in args.hosts},
         "host_versions": versions(venv),

@@ -11,6 +11,8 @@ What `requests` gives that this does not, and how it is kept:
   is sent through the `requests` transport (`urllib` if requests is not installed);
 * CA bundles: `REQUESTS_CA_BUNDLE` or `CURL_CA_BUNDLE` name the CA file, as with requests;
   otherwise the system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` apply);
+* proxy settings are read once per origin: a change of `*_proxy` after the first request to
+  a server is seen by new transports only (the requests transport caches the same way);
 * stale connections: a kept-alive connection the server closed while idle is noticed before
   reuse, and a request that fails on a reused connection before any answer is sent once
   more on a fresh one (its body rewound).
@@ -35,18 +37,6 @@ Origin = tuple[str, str, int]
 
 #: Failures that mean "the server had closed this kept-alive connection".
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-
-
-class _NoDelayConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _NoDelayTlsConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _failure(exc: BaseException, what: str) -> PulsarClientTransportError:
@@ -172,8 +162,8 @@ class HttpClientTransport:
             with self._lock:
                 if self._tls is None:
                     self._tls = _tls_context()
-            return _NoDelayTlsConnection(host, port, timeout=self.timeout, context=self._tls)
-        return _NoDelayConnection(host, port, timeout=self.timeout)
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)  # sets TCP_NODELAY itself
 
     def _uses_proxy(self, origin: Origin) -> bool:
         known = self._proxied.get(origin)
