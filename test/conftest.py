@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from test.support.rabbitmq import amqp_url, unique_manager  # noqa: F401  (fixtures for every directory)
 from test.support.server import DEFAULT_TOKEN, PulsarServer, start_server
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"

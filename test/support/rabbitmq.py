@@ -1,0 +1,104 @@
+"""The real RabbitMQ broker of `test/infra/start-rabbitmq.sh`, for the message-queue tests.
+
+Every test gets its own queue names (a unique manager name, so `pulsar_<manager>__setup`
+etc.), so tests never see each other's messages on the shared broker.  A missing broker
+skips with the reason -- except where the run promises it (CI sets
+PULSAR_TEST_REQUIRE_SCHEDULERS=1 and starts it): there it is a failure.
+
+    from test.support.rabbitmq import amqp_url, unique_manager, broker   # fixtures below
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+STATE_DIR = Path(os.environ.get("DRM_STATE_DIR", "/run/drm-ci")) / "rabbitmq"
+TLS_ENV = STATE_DIR / "tls.env"
+INFRA = Path(__file__).resolve().parent.parent / "infra"
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def unavailable(reason: str) -> NoReturn:
+    if os.environ.get("PULSAR_TEST_REQUIRE_SCHEDULERS") == "1":
+        pytest.fail(f"required for this run but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def broker_url() -> str:
+    return os.environ.get("PULSAR_TEST_AMQP_URL", DEFAULT_URL)
+
+
+def port_open(host: str = "127.0.0.1", port: int = 5672, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_broker() -> str:
+    """The broker URL, or skip/fail (see the module docstring) when nothing listens."""
+    if not port_open():
+        unavailable("RabbitMQ is not running: start it with `bash test/infra/start-rabbitmq.sh`")
+    return broker_url()
+
+
+def tls_settings() -> dict[str, str]:
+    """RABBITMQ_AMQPS_URL, RABBITMQ_TLS_CA, RABBITMQ_TLS_CLIENT_CERT, RABBITMQ_TLS_CLIENT_KEY
+    from tls.env (the broker must have been started with RABBITMQ_TLS=1)."""
+    if not TLS_ENV.is_file() or not port_open(port=5671):
+        unavailable(f"RabbitMQ has no TLS listener: start it with `RABBITMQ_TLS=1 bash {INFRA}/start-rabbitmq.sh`")
+    values: dict[str, str] = {}
+    script = f". {TLS_ENV} && env -0"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout.decode()
+    for item in out.split("\0"):
+        key, _, value = item.partition("=")
+        if key.startswith("RABBITMQ_"):
+            values[key] = value
+    return values
+
+
+def restart_broker() -> None:
+    """Stop and start the real broker (keeps TLS if it was on).  Durable queues and
+    persistent messages survive; every connection is cut."""
+    env = dict(os.environ)
+    if TLS_ENV.is_file():
+        env["RABBITMQ_TLS"] = "1"
+    subprocess.run(["bash", str(INFRA / "stop-rabbitmq.sh")], check=True, capture_output=True, env=env, timeout=120)
+    start_broker(env)
+
+
+def stop_broker() -> None:
+    subprocess.run(["bash", str(INFRA / "stop-rabbitmq.sh")], check=True, capture_output=True, timeout=120)
+
+
+def start_broker(env: dict[str, str] | None = None) -> None:
+    env = dict(env or os.environ)
+    subprocess.run(["bash", str(INFRA / "start-rabbitmq.sh")], check=True, capture_output=True, env=env, timeout=300)
+
+
+def rabbitmqctl(*args: str) -> str:
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    """URL of the real broker (plain AMQP on 127.0.0.1:5672)."""
+    return require_broker()
+
+
+@pytest.fixture
+def unique_manager() -> str:
+    """A manager name no other test uses: its queues are `pulsar_<name>__setup` etc."""
+    return unique_name("mgr")
