@@ -18,8 +18,8 @@ SIGTERM or SIGINT stops accepting connections, shuts the application down (its s
 persisted) and exits 0.  Configuration mistakes exit 1 with a single message naming the key
 and the file; refusing an unauthenticated public bind exits 2.
 
-`pulsar-main` runs the application without a web server (for message-queue deployments)
-until SIGTERM.
+`pulsar-main` (or `pulsar -m webless`) runs the application without a web server, for
+message-queue deployments, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -82,7 +82,11 @@ class Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _server_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mode, rest = _split_mode(argv)
+    if mode == "webless":
+        return main_webless(rest)
+    args = _server_parser().parse_args(rest)
     config_dir = _config_dir(args.config)
     pid_file = Path(args.pid_file) if args.pid_file else config_dir / PID_FILE_NAME
     if args.stop_daemon:
@@ -126,8 +130,33 @@ def _run(args: argparse.Namespace, config_dir: Path, pid_file: Path, ini_path: P
             daemon.remove_pid_file()
 
 
+MODES = ("web", "webless")
+
+
+def _split_mode(argv: list[str]) -> tuple[str, list[str]]:
+    """`-m/--mode web|webless` (the reference launcher's switch): webless runs `pulsar-main`
+    with the other arguments (`-c`, `--daemon`, `--stop-daemon`, `--pid-file`, `--log-file`)."""
+    mode = "web"
+    rest: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item in ("-m", "--mode"):
+            mode = next(items, "")
+        elif item.startswith("--mode="):
+            mode = item.partition("=")[2]
+        else:
+            rest.append(item)
+            continue
+        if mode not in MODES:
+            _server_parser().error(f"argument -m/--mode: invalid choice {mode!r} (choose from {', '.join(MODES)})")
+    return mode, rest
+
+
 def _server_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pulsar", description="Serve the Pulsar job server.")
+    parser.add_argument("-m", "--mode", choices=MODES, default="web",
+                        help="web: HTTP (plus the message queue if message_queue_url is set); "
+                             "webless: the message queue only, no port opened (same as pulsar-main)")
     parser.add_argument("-c", "--config", metavar="CONFIG_DIR",
                         help="directory holding server.ini / app.yml (default: $PULSAR_CONFIG_DIR or .)")
     parser.add_argument("--host", help=f"address to listen on (default: server.ini or {DEFAULT_HOST})")
@@ -309,8 +338,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def main_webless(argv: Sequence[str] | None = None) -> int:
-    """Run the application without a web server until SIGTERM (the message-queue mode that
-    makes this useful is not implemented yet; the managers still run and recover jobs)."""
+    """Run the application without a web server until SIGTERM or SIGINT (both stop it in
+    order): the message-queue deployment, which opens no port and talks to Galaxy only
+    through the broker of `message_queue_url`."""
     args = _webless_parser().parse_args(argv)
     config_dir = _config_dir(args.config_dir)
     pid_file = Path(args.pid_file) if args.pid_file else config_dir / PID_FILE_NAME
@@ -330,6 +360,8 @@ def main_webless(argv: Sequence[str] | None = None) -> int:
         from pulsar.core import PulsarApp
 
         stop = _install_stop_handlers()
+        if not app_config.get("message_queue_url"):
+            log.warning("no message_queue_url is configured: without a web server nothing can reach this Pulsar")
         pulsar_app = PulsarApp(**app_config)
         try:
             log.info("pulsar %s running without a web server (config %s)", pulsar.__version__, config_dir)

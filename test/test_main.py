@@ -158,3 +158,18 @@ def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as info:
         main(["--no-such-option"])
     assert info.value.code == 2
+
+
+def test_mode_webless_runs_pulsar_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr("pulsar.main.main_webless", lambda argv: calls.append(list(argv)) or 0)
+    assert main(["-m", "webless", "-c", "/tmp/x", "--daemon"]) == 0
+    assert main(["--mode=webless", "--stop-daemon"]) == 0
+    assert calls == [["-c", "/tmp/x", "--daemon"], ["--stop-daemon"]]
+
+
+def test_unknown_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["-m", "paster"])
+    assert info.value.code == 2
+    assert "invalid choice 'paster'" in capsys.readouterr().err

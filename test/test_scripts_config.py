@@ -62,3 +62,20 @@ def test_sample_files_match_generated_shape() -> None:
     for line in ("paste.server_runner = pulsar.web.server:server_runner", "paste.app_factory = pulsar.web.wsgi:app_factory",
                  "app_config = %(here)s/app.yml", "port = 8913", "[loggers]"):
         assert line in sample
+
+
+def test_mq_writes_a_message_queue_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "conf"
+    url = "amqps://pulsar:secret@broker.example.org:5671//pulsar"
+    assert main(["--directory", str(target), "--mq", "--mq-url", url]) == 0
+    config = load_config(ini_path=target / "server.ini", environ={})
+    assert config["message_queue_url"] == url
+    assert config["amqp_publish_retry"] is True
+    out = capsys.readouterr().out
+    assert "pulsar -m webless -c" in out
+    assert f"jobs_directory: {target / 'files' / 'staging'}" in out
+
+
+def test_without_mq_no_message_queue_url(tmp_path: Path) -> None:
+    main(["--directory", str(tmp_path)])
+    assert "message_queue_url" not in yaml.safe_load((tmp_path / "app.yml").read_text())

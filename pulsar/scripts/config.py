@@ -3,6 +3,9 @@
 Writes `app.yml` (with a freshly generated `private_token` unless one is given; mode 0600),
 `server.ini` (usable by `pulsar -c DIR` and by `paster serve server.ini`) and `local_env.sh`
 (sourced by `run.sh`).  Nothing is written if any of them exists, unless `--force`.
+`--mq` adds `message_queue_url` (`--mq-url`, default the local broker's guest account) for
+the message-queue deployment: start it with `pulsar -m webless -c DIR`, and give Galaxy's
+destination a `jobs_directory` equal to the `staging_directory` written here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pulsar.util.fileio import atomic_write_text
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8913
+DEFAULT_MQ_URL = "amqp://guest:guest@localhost:5672//"
 
 APP_YML = """\
 # Pulsar application configuration, written by pulsar-config.
@@ -35,6 +39,21 @@ persistence_directory: files/persisted_data
 managers:
   _default_:
 {manager}
+{mq}"""
+
+MQ_BLOCK = """
+# Message-queue mode: Galaxy sends jobs through this broker and Pulsar pulls inputs from and
+# pushes outputs to Galaxy's HTTP API itself. Galaxy's destination needs
+# jobs_directory: {staging} (the staging_directory above, as an absolute path).
+message_queue_url: {url}
+# TLS to the broker: use amqps:// and, for a private CA or client certificates,
+#amqp_connect_ssl_ca_certs: /path/to/ca.pem
+#amqp_connect_ssl_certfile: /path/to/client.pem
+#amqp_connect_ssl_keyfile: /path/to/client.key
+#amqp_connect_ssl_cert_reqs: cert_required
+# Retry publishing while the broker is briefly unreachable (status updates also wait in an
+# on-disk outbox under persistence_directory, so none is lost either way):
+amqp_publish_retry: true
 """
 
 LOCAL_MANAGER = """\
@@ -111,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         token=args.private_token or secrets.token_urlsafe(32),
         libdrmaa_path=args.libdrmaa_path,
+        message_queue_url=args.mq_url if args.mq else None,
     )
     existing = [name for name in files if (directory / name).exists()]
     if existing and not args.force:
@@ -121,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in files.items():
         atomic_write_text(directory / name, text, mode=FILE_MODES[name])
     print(f"pulsar-config: wrote {', '.join(files)} in {directory}")
-    print(f"start the server with: pulsar -c {shlex.quote(str(directory))}")
+    if args.mq:
+        print(f"start the server with: pulsar -m webless -c {shlex.quote(str(directory))}")
+        print(f"Galaxy's destination needs jobs_directory: {directory / 'files' / 'staging'}")
+    else:
+        print(f"start the server with: pulsar -c {shlex.quote(str(directory))}")
     return 0
 
 
@@ -129,13 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 FILE_MODES = {"app.yml": 0o600, "server.ini": 0o644, "local_env.sh": 0o644}
 
 
-def render(*, directory: Path, host: str, port: int, token: str, libdrmaa_path: str | None) -> dict[str, str]:
+def render(*, directory: Path, host: str, port: int, token: str, libdrmaa_path: str | None,
+           message_queue_url: str | None = None) -> dict[str, str]:
     """The generated files by name (pure: writes nothing)."""
+    mq = ""
+    if message_queue_url:
+        mq = MQ_BLOCK.format(url=json.dumps(message_queue_url), staging=directory / "files" / "staging")
     drmaa = (f"export DRMAA_LIBRARY_PATH={shlex.quote(libdrmaa_path)}" if libdrmaa_path
              else "#export DRMAA_LIBRARY_PATH=/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0")
     return {
         # a JSON string is a valid YAML scalar, whatever characters the token holds
-        "app.yml": APP_YML.format(token=json.dumps(token), manager=DRMAA_MANAGER if libdrmaa_path else LOCAL_MANAGER),
+        "app.yml": APP_YML.format(token=json.dumps(token), manager=DRMAA_MANAGER if libdrmaa_path else LOCAL_MANAGER,
+                              mq=mq),
         "server.ini": SERVER_INI.format(directory=shlex.quote(str(directory)), host=host, port=port),
         "local_env.sh": LOCAL_ENV.format(drmaa=drmaa),
     }
@@ -149,6 +178,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--private_token", "--private-token", help="shared secret (default: a generated one)")
     parser.add_argument("--libdrmaa_path", "--libdrmaa-path",
                         help="path of libdrmaa.so: configures a queued_drmaa manager")
+    parser.add_argument("--mq", action="store_true",
+                        help="configure the message-queue mode (Galaxy's PulsarMQJobRunner through a broker)")
+    parser.add_argument("--mq-url", "--mq_url", default=DEFAULT_MQ_URL,
+                        help=f"broker URL for --mq (default: {DEFAULT_MQ_URL})")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     return parser
 
