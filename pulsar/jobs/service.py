@@ -149,16 +149,29 @@ class JobService:
     def upload(
         self, job_id: str, path_type: str | None, name: str | None, body: Readable, content_length: int | None
     ) -> tuple[Path, StreamResult]:
-        """Stream `body` into the file named by (type, name); the file appears only when complete."""
-        directory = self._directory(job_id)
+        """Stream `body` into the file named by (type, name); the file appears only when complete.
+
+        A job the client set up itself (`jobs_directory`: it computed the layout) gets its
+        directory here, at its first file; the submit that follows carries the setup."""
+        directory = self._set_up_directory(job_id)
         target = directory.upload_target(parse_path_type(path_type, PathType.INPUT), name or "")
         result = stream_to_file(body, target, length=content_length, fsync=self.settings.fsync_uploads)
         self._documents.forget(job_id)
         return target, result
 
     def file_path(self, job_id: str, path_type: str | None, name: str | None) -> Path:
+        kind = parse_path_type(path_type, PathType.INPUT)
+        if kind in protocol.OUTPUT_PATH_TYPES:
+            return self._directory(job_id).lookup_path(kind, name or "")
+        return self._set_up_directory(job_id).lookup_path(kind, name or "")
+
+    def _set_up_directory(self, job_id: str) -> JobDirectory:
+        """The job's directory, created if the client computed the layout itself (see upload)."""
         directory = self._directory(job_id)
-        return directory.lookup_path(parse_path_type(path_type, PathType.INPUT), name or "")
+        if not directory.exists():
+            with self._lock(job_id):
+                directory.create(self.settings.job_directory_mode)
+        return directory
 
     def output_file(self, job_id: str, path_type: str | None, name: str | None) -> Path:
         directory = self._directory(job_id)

@@ -119,9 +119,18 @@ def test_reference_server_legacy(reference_server: Any, action: str, tmp_path: P
                       transport="urllib", job_id=f"ref-legacy-{action}")
 
 
-def test_in_process_local_setup_with_remote_transfer(pulsar_app: Any, tmp_path: Path) -> None:
-    """`jobs_directory`: the client computes the layout, the server sets up at submit and
-    stages everything itself (the message-queue style of job, here over HTTP)."""
+@pytest.mark.parametrize("action", ["remote_transfer", "transfer", "copy"])
+def test_in_process_local_setup(pulsar_app: Any, tmp_path: Path, action: str) -> None:
+    """`jobs_directory`: the client computes the layout; with `remote_transfer` the server sets
+    up at submit and stages everything itself (the message-queue style of job, here over
+    HTTP); with `transfer`/`copy` the first file the client sends creates the directory."""
     staging = tmp_path / "staging"  # the pulsar_app fixture's staging directory
-    check_with_galaxy("http://ignored/", None, "remote_transfer", tmp_path, job_id="local-setup",
+    check_with_galaxy("http://ignored/", None, action, tmp_path, job_id=f"local-setup-{action}",
                       manager_options={"pulsar_app": pulsar_app}, destination={"jobs_directory": str(staging)})
+
+
+def test_local_setup_over_http(pulsar_server: Any, tmp_path: Path) -> None:
+    """The same over a real HTTP server (Galaxy's REST runner with `jobs_directory`)."""
+    staging = pulsar_server.config_dir / "staging"  # start_server's staging_directory
+    check_with_galaxy(pulsar_server.url, pulsar_server.token, "transfer", tmp_path, job_id="local-setup-http",
+                      destination={"jobs_directory": str(staging)})
