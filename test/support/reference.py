@@ -18,11 +18,17 @@ from pathlib import Path
 #: (Galaxy provides them); pin the Galaxy release that pins pulsar-galaxy-lib 0.15.x.
 GALAXY_CLIENT_DEPENDENCIES = ["galaxy-tool-util==26.1.2", "galaxy-util==26.1.2"]
 
-#: name -> pip requirements
+#: The reference's message-queue code imports kombu (its `amqp` extra; Galaxy installs it for
+#: PulsarMQJobRunner).  The version the protocol notes were observed with.
+KOMBU = "kombu==5.6.2"
+
+#: name -> pip requirements.  0.15.15 is what Galaxy 26.1.2 pins, 0.15.16 what pip resolves
+#: for it, 0.16.0 the newest client; app-0.16.0 is the reference server (HTTP and `pulsar-main`).
 REFERENCE_ENVS = {
-    "galaxy-lib-0.15.16": ["pulsar-galaxy-lib==0.15.16", *GALAXY_CLIENT_DEPENDENCIES],
-    "galaxy-lib-0.16.0": ["pulsar-galaxy-lib==0.16.0", *GALAXY_CLIENT_DEPENDENCIES],
-    "app-0.16.0": ["pulsar-app[web]==0.16.0"],
+    "galaxy-lib-0.15.15": ["pulsar-galaxy-lib==0.15.15", *GALAXY_CLIENT_DEPENDENCIES, KOMBU],
+    "galaxy-lib-0.15.16": ["pulsar-galaxy-lib==0.15.16", *GALAXY_CLIENT_DEPENDENCIES, KOMBU],
+    "galaxy-lib-0.16.0": ["pulsar-galaxy-lib==0.16.0", *GALAXY_CLIENT_DEPENDENCIES, KOMBU],
+    "app-0.16.0": ["pulsar-app[web,amqp]==0.16.0", KOMBU],
 }
 
 
