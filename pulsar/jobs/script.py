@@ -17,6 +17,9 @@ from typing import Any, Mapping, Sequence
 
 from pulsar import protocol
 from pulsar.jobs.directory import JobDirectory
+from pulsar.jobs.submit import SubmitRequest
+from pulsar.managers.base import LaunchSpec
+from pulsar.util.fileio import atomic_write_text
 
 SNAPSHOT_DIRECTORIES = (protocol.WORKING_DIR, protocol.OUTPUTS_DIR, protocol.CONFIGS_DIR)
 INTEGRITY_CHECK_VARIABLE = "ABC_TEST_JOB_SCRIPT_INTEGRITY_XYZ"
@@ -214,3 +217,37 @@ def render_job_script(
         "",
     ]
     return "\n".join(lines)
+
+
+def launch_spec(directory: JobDirectory, request: SubmitRequest, attempt: int, job_name_template: str) -> LaunchSpec:
+    """What the back-end gets for attempt `attempt` of the job in `directory`."""
+    return LaunchSpec(
+        job_id=directory.job_id,
+        job_directory=directory.path,
+        script=directory.sub(protocol.JOB_SCRIPT),
+        working_directory=directory.working,
+        stdout_path=directory.metadata / protocol.JOB_STDOUT,
+        stderr_path=directory.metadata / protocol.JOB_STDERR,
+        job_name=job_name_template.replace("$job_id", directory.job_id).replace("${job_id}", directory.job_id),
+        submit_params=request.submit_params,
+        attempt=attempt,
+    )
+
+
+def write_job_script(
+    directory: JobDirectory, request: SubmitRequest, spec: LaunchSpec, options: ScriptOptions, headers: Sequence[str]
+) -> None:
+    """Render and atomically replace `command.sh`.  Not fsynced: the script is derived from
+    `launch_config` and rewritten on every recovery."""
+    script = render_job_script(
+        directory,
+        request.command_line,
+        options=options,
+        env=request.env,
+        dependencies_description=request.dependencies_description,
+        preserve_galaxy_python_environment=str(request.setup_params.get("preserve_galaxy_python_environment", ""))
+        .lower()
+        == "true",
+        headers=headers,
+    )
+    atomic_write_text(spec.script, script, fsync=False, mode=0o700)

@@ -19,25 +19,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pulsar import __version__, protocol
+from pulsar import protocol
 from pulsar.errors import InvalidArgument, NotFound
 from pulsar.jobs import status as status_doc
 from pulsar.jobs.directory import JobDirectory, parse_path_type
+from pulsar.jobs.events import Announcer, Listener
 from pulsar.jobs.ids import assign_job_id, validate_job_id
-from pulsar.jobs.script import prepare_run_directories, render_job_script
+from pulsar.jobs.script import launch_spec, prepare_run_directories, write_job_script
 from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.state import JobRecord, JobState
 from pulsar.jobs.store import JobStore
-from pulsar.jobs.submit import SubmitRequest, parse_submit_args
+from pulsar.jobs.submit import SubmitRequest, load_launch_config, parse_submit_args, save_launch_config
 from pulsar.jobs.trash import Trash
 from pulsar.managers.base import LaunchError, LaunchSpec, Manager
 from pulsar.protocol import PathType, Status
 from pulsar.util.digests import DigestCache
-from pulsar.util.fileio import Readable, StreamResult, atomic_write_json, atomic_write_text, read_json, stream_to_file
+from pulsar.util.fileio import Readable, StreamResult, atomic_write_text, stream_to_file
 
 log = logging.getLogger(__name__)
 
-LAUNCH_CONFIG = "launch_config"
 _LOCK_STRIPES = 64
 
 #: remote staging hooks: (job directory, remote_staging, is_cancelled) -> ...
@@ -75,6 +75,7 @@ class JobService:
         #: sha256 of downloaded files by identity, for `Repr-Digest` (see pulsar.util.digests).
         self.digests = DigestCache()
         self._trash = Trash(settings.staging_root, name)
+        self._listeners = Announcer()
         self._closed = False
         settings.staging_root.mkdir(parents=True, exist_ok=True)
         manager.bind(self)
@@ -93,8 +94,7 @@ class JobService:
 
     def _save(self, record: JobRecord, *, durable: bool = True) -> None:
         if self._closed:
-            # After shutdown nothing is recorded: late threads (a staging action that
-            # returns, a process that exits) must not overwrite what the next start decides.
+            # Late threads (a transfer that returns, a process that exits) must not overwrite what the next start decides.
             log.debug("not recording %s for job %s: shutting down", record.state.name, record.job_id)
             return
         record.updated = time.time()
@@ -119,32 +119,22 @@ class JobService:
     ) -> dict[str, Any]:
         """Create the job directory; return the setup document (spec 3.2).  Idempotent."""
         server_id = assign_job_id(validate_job_id(job_id), self.settings.assign_ids)
-        directory = self._directory(server_id)
-        with self._lock(server_id):
-            record = self._record(server_id)
+        directory = self._create_directory(server_id, tool_id, tool_version)
+        return status_doc.setup_document(directory, self.system_properties, tool_id, tool_version)
+
+    def _create_directory(self, job_id: str, tool_id: str | None, tool_version: str | None) -> JobDirectory:
+        directory = self._directory(job_id)
+        with self._lock(job_id):
+            record = self._record(job_id)
             if record is not None and record.state.terminal:
-                log.info("job %s set up again after it ended; starting afresh", server_id)
-                self.store.delete(server_id)
+                log.info("job %s set up again after it ended; starting afresh", job_id)
+                self.store.delete(job_id)
             directory.create(self.settings.job_directory_mode)
-            self._documents.forget(server_id)
+            self._documents.forget(job_id)
             # informational only (nothing reads them back), so plain writes
             directory.sub("tool_id").write_text(json.dumps(tool_id or ""))
             directory.sub("tool_version").write_text(json.dumps(tool_version or ""))
-        document: dict[str, Any] = dict(directory.layout())
-        document.update(
-            {
-                "path_separator": os.sep,
-                "job_id": server_id,
-                "system_properties": self.system_properties,
-                "pulsar_version": __version__,
-                "preserve_galaxy_python_environment": None,
-            }
-        )
-        if tool_id:
-            document["tool_id"] = tool_id
-        if tool_version:
-            document["tool_version"] = tool_version
-        return document
+        return directory
 
     def upload(
         self, job_id: str, path_type: str | None, name: str | None, body: Readable, content_length: int | None
@@ -181,21 +171,25 @@ class JobService:
 
     def submit(self, job_id: str, args: Mapping[str, str]) -> None:
         """Submit with the raw query arguments.  Launch problems surface later as `failed`."""
-        request = parse_submit_args(args)
+        self.submit_request(job_id, parse_submit_args(args))
+
+    def submit_request(self, job_id: str, request: SubmitRequest) -> None:
+        """Submit a decoded request (HTTP or message queue), setting the job up first when
+        it carries `setup_params` (or `setup`); the client's id is used as is.
+
+        On return the request is durably recorded (`launch_config` and the job record), so
+        the job runs or ends `failed` even across a crash.  A job that already has a record
+        is left alone (a repeated submit).  Raises `InvalidArgument` for a bad id or
+        request, `NotFound` when the job was never set up."""
         validate_job_id(job_id)
+        directory = self._directory(job_id)
         if request.setup_params or request.force_setup:
             setup_id = str(request.setup_params.get("job_id") or job_id)
             if setup_id != job_id:
                 raise InvalidArgument("setup_params.job_id does not match the job id of the request")
-            self.setup(
-                job_id,
-                request.setup_params.get("tool_id"),
-                request.setup_params.get("tool_version"),
-                request.setup_params.get("preserve_galaxy_python_environment"),
-            )
-            jobs_root = str(self.settings.staging_root)
-            request.command_line = request.command_line.replace("__PULSAR_JOBS_DIRECTORY__", jobs_root)
-        directory = self._directory(job_id)
+            tool = request.setup_params
+            self._create_directory(job_id, tool.get("tool_id"), tool.get("tool_version"))
+        request.substitute_directories(directory.path, self.settings.staging_root)
         with self._lock(job_id):
             if not directory.exists():
                 raise NotFound(f"job {job_id!r} has not been set up")
@@ -206,7 +200,7 @@ class JobService:
             for name in request.touch_outputs:
                 target = directory.upload_target(PathType.OUTPUT, name)
                 target.touch(exist_ok=True)
-            atomic_write_json(directory.sub(LAUNCH_CONFIG), request.launch_config())
+            save_launch_config(directory, request)
             if request.remote_staging.get("setup") and self._stage_in is not None:
                 record = JobRecord(job_id, JobState.STAGING_IN)
                 self._save(record)
@@ -216,42 +210,15 @@ class JobService:
             self._launch(directory, record, request)
 
     def _launch_spec(self, directory: JobDirectory, request: SubmitRequest, attempt: int) -> LaunchSpec:
-        return LaunchSpec(
-            job_id=directory.job_id,
-            job_directory=directory.path,
-            script=directory.sub(protocol.JOB_SCRIPT),
-            working_directory=directory.working,
-            stdout_path=directory.metadata / protocol.JOB_STDOUT,
-            stderr_path=directory.metadata / protocol.JOB_STDERR,
-            job_name=self.settings.job_name_template.replace("$job_id", directory.job_id).replace(
-                "${job_id}", directory.job_id
-            ),
-            submit_params=request.submit_params,
-            attempt=attempt,
-        )
-
-    def _write_script(self, directory: JobDirectory, request: SubmitRequest, spec: LaunchSpec) -> None:
-        script = render_job_script(
-            directory,
-            request.command_line,
-            options=self.settings.script,
-            env=request.env,
-            dependencies_description=request.dependencies_description,
-            preserve_galaxy_python_environment=str(
-                request.setup_params.get("preserve_galaxy_python_environment", "")
-            ).lower()
-            == "true",
-            headers=self.manager.script_headers(spec),
-        )
-        # No fsync: the script is derived from launch_config and rewritten on every recovery.
-        atomic_write_text(spec.script, script, fsync=False, mode=0o700)
+        spec = launch_spec(directory, request, attempt, self.settings.job_name_template)
+        write_job_script(directory, request, spec, self.settings.script, self.manager.script_headers(spec))
+        return spec
 
     def _launch(self, directory: JobDirectory, record: JobRecord, request: SubmitRequest) -> None:
         """Hand the job to the back-end (caller holds the job lock)."""
         record.attempts += 1
-        spec = self._launch_spec(directory, request, record.attempts)
         try:
-            self._write_script(directory, request, spec)
+            spec = self._launch_spec(directory, request, record.attempts)
             prepare_run_directories(directory, self.settings.script, first_attempt=record.attempts == 1)
         except OSError as exc:
             self._fail(record, f"could not write the job script: {exc}")
@@ -266,9 +233,6 @@ class JobService:
             log.exception("launching job %s failed", record.job_id)
             self._fail(record, f"launching the job failed: {exc}")
 
-    def _load_request(self, directory: JobDirectory) -> SubmitRequest:
-        return SubmitRequest.from_launch_config(read_json(directory.sub(LAUNCH_CONFIG)))
-
     def _is_cancelled(self, job_id: str) -> Callable[[], bool]:
         def cancelled() -> bool:
             record = self._record(job_id)
@@ -279,11 +243,11 @@ class JobService:
     def _run_stage_in(self, job_id: str) -> None:
         directory = self._directory(job_id)
         try:
-            request = self._load_request(directory)
+            request = load_launch_config(directory)
             assert self._stage_in is not None
             self._stage_in(directory, request.remote_staging, self._is_cancelled(job_id))
         except Exception as exc:
-            log.exception("staging inputs of job %s failed", job_id)
+            log.debug("staging inputs of job %s failed", job_id, exc_info=True)  # _fail logs the reason
             with self._lock(job_id):
                 record = self._record(job_id)
                 if record is not None and record.state is JobState.STAGING_IN:
@@ -311,6 +275,8 @@ class JobService:
             if record is None or record.state is not JobState.QUEUED and record.state is not JobState.RUNNING:
                 return
             record.backend.update(backend)
+            if record.state is JobState.QUEUED:
+                self._announce(job_id, status_doc.pending_document(job_id, Status.RUNNING))
             record.state = JobState.RUNNING
             # Not fsynced: after a power loss the job's processes are gone anyway, and a
             # record still saying QUEUED is run again, which is what that case needs.
@@ -354,11 +320,11 @@ class JobService:
                 return
             log.warning("job %s died with the server (attempt %d); running it again", job_id, record.attempts)
             record.backend = {}
-            self._launch(directory, record, self._load_request(directory))
+            self._launch(directory, record, load_launch_config(directory))
 
     def _after_run(self, directory: JobDirectory, record: JobRecord) -> None:
         try:
-            request = self._load_request(directory)
+            request = load_launch_config(directory)
         except (OSError, ValueError):
             request = None
         if request is not None and self._stage_out is not None and request.remote_staging.get("action_mapper"):
@@ -371,7 +337,7 @@ class JobService:
     def _run_stage_out(self, job_id: str) -> None:
         directory = self._directory(job_id)
         try:
-            request = self._load_request(directory)
+            request = load_launch_config(directory)
             assert self._stage_out is not None
             failures = self._stage_out(directory, request.remote_staging, self._is_cancelled(job_id))
         except Exception as exc:
@@ -387,14 +353,45 @@ class JobService:
                 self._finish(record, JobState.COMPLETE)
 
     def _fail(self, record: JobRecord, reason: str) -> None:
+        """End the job `failed`; one that never recorded an exit code (a launch or staging
+        failure) gets return code 1, as the reference reports it."""
         log.error("job %s failed: %s", record.job_id, reason)
+        directory = self._directory(record.job_id)
+        if directory.exists() and status_doc.read_return_code(directory) is None:
+            atomic_write_text(directory.sub(protocol.RETURN_CODE_FILE), "1\n")
         self._finish(record, JobState.FAILED, reason)
 
+    def record_failure(self, job_id: str, reason: str) -> None:
+        """A submission of `job_id` was refused (`reason`) where no reply can say so (the
+        message queue): record the job as `failed` with `reason` in its stderr, announced
+        like any failure.  A job in progress is left alone."""
+        with self._lock(validate_job_id(job_id)):
+            record = self._record(job_id)
+            if record is None or record.state.terminal:
+                self._fail(JobRecord(job_id, JobState.SETUP), reason)
+
+    def job_state(self, job_id: str) -> JobState | None:
+        """The recorded state of the job; None when there is none (never submitted, or cleaned)."""
+        record = self._record(validate_job_id(job_id))
+        return None if record is None else record.state
+
     def _finish(self, record: JobRecord, state: JobState, reason: str | None = None) -> None:
+        if self._listeners and not self._closed:
+            self._announce(record.job_id, self._terminal_document(self._directory(record.job_id), state.status, reason))
         record.state = state
         record.reason = reason
         self._save(record)
         log.info("job %s is %s", record.job_id, state.status.value)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Hear of every job entering `running` or a terminal state (contract:
+        `pulsar.jobs.events.Announcer`).  Nothing is announced after `shutdown`.  Register
+        before `start`, so recovery's transitions are heard too."""
+        self._listeners.add(listener)
+
+    def _announce(self, job_id: str, document: dict[str, Any]) -> None:
+        if not self._closed:  # after shutdown nothing is recorded either (see _save)
+            self._listeners.announce(job_id, document)
 
     # -- status, cancel, clean ---------------------------------------------------------
 
@@ -415,17 +412,11 @@ class JobService:
         return document
 
     def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
-        sources: list[dict[str, Any]] = []
-        try:
-            sources = self._load_request(directory).dynamic_file_sources
-        except (OSError, ValueError):
-            pass
-        return status_doc.terminal_document(
+        return status_doc.job_terminal_document(
             directory,
             status,
             maximum_stream_size=self.settings.maximum_stream_size,
             system_properties=self.system_properties,
-            dynamic_file_sources=sources,
             reason=reason,
         )
 
@@ -488,9 +479,8 @@ class JobService:
             elif record.state is JobState.STAGING_OUT:
                 self._staging_pool.submit(self._run_stage_out, record.job_id)
             else:
-                request = self._load_request(directory)
-                spec = self._launch_spec(directory, request, max(record.attempts, 1))
-                self._write_script(directory, request, spec)  # it was written without fsync
+                request = load_launch_config(directory)
+                spec = self._launch_spec(directory, request, max(record.attempts, 1))  # script rewritten
                 self.manager.recover(spec, record.backend, running=record.state is JobState.RUNNING)
 
     def start(self) -> None:

@@ -1,4 +1,5 @@
-"""The status document (spec 4.5): what `GET /jobs/{id}/status` answers."""
+"""The documents that describe a job to a client: the setup document (spec 3.2) and the
+status document (spec 4.5) that `GET /jobs/{id}/status` and `status_update` messages carry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from pulsar import __version__, protocol
 from pulsar.jobs.directory import JobDirectory, is_within
+from pulsar.jobs.submit import load_launch_config
 from pulsar.protocol import Status
 from pulsar.util.fileio import read_capped
 
@@ -17,6 +19,27 @@ log = logging.getLogger(__name__)
 
 #: galaxy.json and friends are metadata, not data; refuse to inline anything larger.
 MAX_DYNAMIC_SOURCE_BYTES = 64 * 1024 * 1024
+
+
+def setup_document(
+    directory: JobDirectory, system_properties: Mapping[str, Any], tool_id: str | None, tool_version: str | None
+) -> dict[str, Any]:
+    """What setup answers: the directory layout and what the server tells the client about itself."""
+    document: dict[str, Any] = dict(directory.layout())
+    document.update(
+        {
+            "path_separator": os.sep,
+            "job_id": directory.job_id,
+            "system_properties": dict(system_properties),
+            "pulsar_version": __version__,
+            "preserve_galaxy_python_environment": None,
+        }
+    )
+    if tool_id:
+        document["tool_id"] = tool_id
+    if tool_version:
+        document["tool_version"] = tool_version
+    return document
 
 
 def pending_document(job_id: str, status: Status) -> dict[str, Any]:
@@ -102,6 +125,29 @@ def terminal_document(
         if exists
         else [],
     }
+
+
+def job_terminal_document(
+    job_directory: JobDirectory,
+    status: Status,
+    *,
+    maximum_stream_size: int,
+    system_properties: Mapping[str, Any],
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """`terminal_document` with the dynamic file sources the job was submitted with."""
+    try:
+        sources = load_launch_config(job_directory).dynamic_file_sources
+    except (OSError, ValueError):
+        sources = []
+    return terminal_document(
+        job_directory,
+        status,
+        maximum_stream_size=maximum_stream_size,
+        system_properties=system_properties,
+        dynamic_file_sources=sources,
+        reason=reason,
+    )
 
 
 class DocumentCache:

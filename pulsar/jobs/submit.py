@@ -1,7 +1,10 @@
-"""Decoding a submit request: query-string arguments -> a typed `SubmitRequest`.
+"""Decoding a submit request into a typed `SubmitRequest`, from either transport.
 
-All values but `command_line` arrive as JSON text; malformed JSON or a value of the wrong
-shape is the client's mistake (400), never a server fault.
+`parse_submit_args` reads the HTTP submit route's query arguments (every value but
+`command_line` is JSON text); `parse_submit_message` reads the body of a message-queue
+`setup` message (already decoded JSON, mq-protocol 3.2).  Both end in the same checks, so a
+job means the same whichever way it arrived.  Malformed JSON or a value of the wrong shape is
+the client's mistake (`InvalidArgument`), never a server fault.
 """
 
 from __future__ import annotations
@@ -9,9 +12,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 from pulsar.errors import InvalidArgument
+from pulsar.jobs.directory import JobDirectory
+from pulsar.util.fileio import atomic_write_json, read_json
+
+#: The file in the job directory that holds the accepted request (`SubmitRequest.launch_config`).
+LAUNCH_CONFIG = "launch_config"
+#: Tokens a command line may use for server paths: the job's own directory (0.15.16+
+#: clients) and the staging root (0.15.15 clients, mq-protocol 1.1).
+JOB_DIRECTORY_TOKEN = "__PULSAR_JOB_DIRECTORY__"
+JOBS_DIRECTORY_TOKEN = "__PULSAR_JOBS_DIRECTORY__"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -28,6 +41,12 @@ class SubmitRequest:
     touch_outputs: list[str] = dataclasses.field(default_factory=list)
     token_endpoint: str | None = None
     force_setup: bool = False
+
+    def substitute_directories(self, job_directory: Path, staging_root: Path) -> None:
+        """Replace both path tokens in `command_line` with the server's absolute paths."""
+        self.command_line = self.command_line.replace(JOB_DIRECTORY_TOKEN, str(job_directory)).replace(
+            JOBS_DIRECTORY_TOKEN, str(staging_root)
+        )
 
     def launch_config(self) -> dict[str, Any]:
         """What is persisted in the job directory as `launch_config`."""
@@ -54,6 +73,16 @@ class SubmitRequest:
             dynamic_file_sources=list(config.get("dynamic_file_sources") or []),
             token_endpoint=config.get("token_endpoint"),
         )
+
+
+def save_launch_config(directory: JobDirectory, request: SubmitRequest) -> None:
+    """Persist the accepted request (atomic, fsynced) before anything acts on it."""
+    atomic_write_json(directory.sub(LAUNCH_CONFIG), request.launch_config())
+
+
+def load_launch_config(directory: JobDirectory) -> SubmitRequest:
+    """The request `save_launch_config` recorded; OSError/ValueError if it is missing or unreadable."""
+    return SubmitRequest.from_launch_config(read_json(directory.sub(LAUNCH_CONFIG)))
 
 
 def _json_arg(args: Mapping[str, str], key: str, expected: type | tuple[type, ...], default: Any) -> Any:
@@ -99,27 +128,64 @@ def parse_submit_args(args: Mapping[str, str]) -> SubmitRequest:
         "token_endpoint": _json_arg(args, "token_endpoint", (dict, str), None),
     }
     merged.update(_json_arg(args, "submit_extras", dict, {}))
-    command_line = merged.get("command_line")
+    merged["submit_params"] = merged.pop("params")
+    return _request_from(merged, extras="submit_extras.")
+
+
+#: Keys of a setup message and the JSON types each may have (null always means "absent").
+_MESSAGE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "submit_params": dict,
+    "setup_params": dict,
+    "remote_staging": dict,
+    "env": list,
+    "dependencies_description": dict,
+    "dynamic_file_sources": list,
+    "token_endpoint": (dict, str),
+    "touch_outputs": list,
+}
+
+
+def parse_submit_message(body: Mapping[str, Any]) -> SubmitRequest:
+    """Decode the body of a message-queue `setup` message (mq-protocol 3.2).
+
+    Unknown keys (ack keys, `cvmfsexec`, anything newer) are ignored, as receivers must.
+    Raises `InvalidArgument` naming the key for a missing `command_line` or a value of the
+    wrong JSON type.  The job id is not read here: the caller has already checked it.
+    """
+    values: dict[str, Any] = {"command_line": body.get("command_line"), "setup": body.get("setup")}
+    for key, expected in _MESSAGE_TYPES.items():
+        value = body.get(key)
+        if value is not None and not isinstance(value, expected):
+            names = expected.__name__ if isinstance(expected, type) else "/".join(t.__name__ for t in expected)
+            raise InvalidArgument(f"{key} must be a JSON {names}, got {type(value).__name__}")
+        values[key] = value
+    return _request_from(values, extras="")
+
+
+def _request_from(values: Mapping[str, Any], *, extras: str) -> SubmitRequest:
+    """The checks both transports share; `extras` prefixes the names of keys that the HTTP
+    route takes from `submit_extras`, so messages name the key the client really sent."""
+    command_line = values.get("command_line")
     if not isinstance(command_line, str) or not command_line.strip():
         raise InvalidArgument("command_line is required")
-    token_endpoint = merged.get("token_endpoint")
+    token_endpoint = values.get("token_endpoint")
     if isinstance(token_endpoint, dict):
         token_endpoint = token_endpoint.get("token_endpoint")
-    touch = merged.get("touch_outputs") or []
+    touch = values.get("touch_outputs") or []
     if not isinstance(touch, list) or not all(isinstance(t, str) for t in touch):
-        raise InvalidArgument("submit_extras.touch_outputs must be a list of file names")
-    sources = merged.get("dynamic_file_sources") or []
+        raise InvalidArgument(f"{extras}touch_outputs must be a list of file names")
+    sources = values.get("dynamic_file_sources") or []
     if not all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in sources):
         raise InvalidArgument("dynamic_file_sources entries must be objects with a 'path'")
     return SubmitRequest(
         command_line=command_line,
-        submit_params=dict(merged.get("params") or {}),
-        setup_params=dict(merged.get("setup_params") or {}),
-        remote_staging=dict(merged.get("remote_staging") or {}),
-        env=_check_env(list(merged.get("env") or [])),
-        dependencies_description=merged.get("dependencies_description"),
+        submit_params=dict(values.get("submit_params") or {}),
+        setup_params=dict(values.get("setup_params") or {}),
+        remote_staging=dict(values.get("remote_staging") or {}),
+        env=_check_env(list(values.get("env") or [])),
+        dependencies_description=values.get("dependencies_description"),
         dynamic_file_sources=list(sources),
         touch_outputs=list(touch),
         token_endpoint=token_endpoint if isinstance(token_endpoint, str) else None,
-        force_setup=bool(merged.get("setup")),
+        force_setup=bool(values.get("setup")),
     )
