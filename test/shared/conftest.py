@@ -1,0 +1,80 @@
+"""Exchanges on the real broker for the `pulsar.shared.amqp` tests.
+
+`mq.exchange(...)` builds a `PulsarExchange` for the test's unique manager and
+`mq.consume(...)` starts a consumer thread on it; at teardown every consumer is stopped,
+every exchange closed and the manager's queues deleted, so the shared broker does not fill
+up with test queues.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from amqp.exceptions import ChannelError
+from kombu import Connection
+
+from pulsar.shared.amqp import ALL_QUEUES, Callback, ConsumerThread, PulsarExchange, parse_amqp_options
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Mq:
+    def __init__(self, url: str, manager: str) -> None:
+        self.url = url
+        self.manager = manager
+        self.exchanges: list[PulsarExchange] = []
+        self.threads: list[ConsumerThread] = []
+
+    def exchange(self, role: str = "server", *, url: str | None = None, persistence_directory: Any = None,
+                 **options: Any) -> PulsarExchange:
+        settings = parse_amqp_options(url or self.url, options, persistence_directory=persistence_directory)
+        exchange = PulsarExchange(settings, self.manager, role=role)
+        self.exchanges.append(exchange)
+        return exchange
+
+    def consume(self, exchange: PulsarExchange, logical: str, callback: Callback) -> ConsumerThread:
+        thread = exchange.start_consumer(logical, callback)
+        self.threads.append(thread)
+        assert thread.wait_connected(10), f"consumer of {logical} did not connect"
+        return thread
+
+    def close(self) -> None:
+        for thread in self.threads:
+            thread.stop(timeout=10)
+        for exchange in self.exchanges:
+            exchange.close()
+        if self.exchanges:
+            with Connection(self.url) as connection:
+                channel = connection.channel()
+                for logical in ALL_QUEUES:
+                    channel.queue_delete(self.exchanges[0].queue(logical))
+
+    def depth(self, exchange: PulsarExchange, logical: str) -> int | None:
+        """Messages ready in a queue (None if it does not exist), asked over AMQP (fast)."""
+        with Connection(self.url) as connection:
+            try:
+                return int(connection.channel().queue_declare(exchange.queue(logical), passive=True).message_count)
+            except ChannelError:
+                return None
+
+
+@pytest.fixture
+def mq(amqp_url: str, unique_manager: str) -> Iterator[Mq]:
+    broker = Mq(amqp_url, unique_manager)
+    try:
+        yield broker
+    finally:
+        broker.close()
