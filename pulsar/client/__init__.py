@@ -3,13 +3,17 @@
 Galaxy 26.1 imports these names from the package itself; newer code may import them from
 the implementation modules (`manager`, `client`, `destination`, `exceptions`,
 `path_mapper`, `staging.inputs`, `staging.models`, `staging.up`, `staging.down`).
-Both work; the objects are the same.
+Both work; the objects are the same.  The message-queue classes live in `mq_manager` and
+`mq_client` (also reachable as `manager.MessageQueueClientManager` and
+`client.MessageJobClient`, their homes in the reference); importing them needs no kombu.
 """
 
 from pulsar.client.client import BaseJobClient, JobClient
 from pulsar.client.destination import url_to_destination_params
 from pulsar.client.exceptions import PulsarClientTransportError
 from pulsar.client.manager import ClientManager, build_client_manager
+from pulsar.client.mq_client import MessageJobClient
+from pulsar.client.mq_manager import MessageQueueClientManager
 from pulsar.client.path_mapper import PathMapper
 from pulsar.client.staging import (
     COMMAND_VERSION_FILENAME,
@@ -35,6 +39,8 @@ __all__ = [
     "EXTENDED_METADATA_DYNAMIC_COLLECTION_PATTERN",
     "finish_job",
     "JobClient",
+    "MessageJobClient",
+    "MessageQueueClientManager",
     "PathMapper",
     "PulsarClientTransportError",
     "PulsarOutputs",

@@ -207,3 +207,10 @@ class JobClient(BaseJobClient):
 
     def clean(self) -> None:
         self.api.call("DELETE", self._job(), self._params())
+
+
+# The reference's home of the message-queue client; imported last because `mq_client`
+# builds on `BaseJobClient` above.
+from pulsar.client.mq_client import MessageJobClient  # noqa: E402
+
+__all__ = ["BaseJobClient", "JobClient", "MessageJobClient"]

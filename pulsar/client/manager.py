@@ -1,10 +1,12 @@
 """Client managers: the factory Galaxy calls once, and `get_client` per job.
 
-Implemented: HTTP/REST (`ClientManager` with a transport) and in-process (`pulsar_app=`:
-the embedded runner; requests go straight into the server's WSGI app).  Not implemented
-yet, and refused with `UnsupportedClientMode` so Galaxy fails at startup with a clear
-message: message queues (`amqp_url`), pulsar-relay (`relay_url`), Kubernetes/TES/GCP
-co-execution (`*_enabled`), and the caller-supplied `job_manager`.
+Implemented: HTTP/REST (`ClientManager` with a transport), in-process (`pulsar_app=`:
+the embedded runner; requests go straight into the server's WSGI app) and message queues
+(`amqp_url`: `MessageQueueClientManager`, see `pulsar.client.mq_manager`; needs the
+optional kombu dependency, imported only then).  Not implemented, and refused with
+`UnsupportedClientMode` so Galaxy fails at startup with a clear message: pulsar-relay
+(`relay_url`), Kubernetes/TES/GCP co-execution (`*_enabled`), and the caller-supplied
+`job_manager`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pulsar.client.client import JobClient
 from pulsar.client.destination import base_url, url_to_destination_params
 from pulsar.client.exceptions import UnsupportedClientMode
 from pulsar.client.http_api import HttpApi, RetryPolicy
+from pulsar.client.mq_manager import MessageQueueClientManager
 from pulsar.client.transport import Transport, WsgiTransport, get_transport
 
 log = logging.getLogger(__name__)
@@ -83,20 +86,22 @@ def build_client_manager(
     tes_enabled: bool | None = None,
     gcp_batch_enabled: bool | None = None,
     **kwargs: Any,
-) -> ClientManager:
+) -> ClientManager | MessageQueueClientManager:
     """Pick the client manager for Galaxy's runner kwargs (see the module docstring).
 
     Galaxy always passes `manager`, `cache`, `transport`, `persistence_directory`, plus any
-    configured `transport_*` (e.g. `transport_timeout`), and `pulsar_app` when embedded.
+    configured `transport_*` (e.g. `transport_timeout`) or `amqp_*` params, and `pulsar_app`
+    when embedded.  With `amqp_url` the result is `MessageQueueClientManager(amqp_url,
+    **kwargs)`; its option errors (`AmqpConfigError`, a `ValueError`) name the bad key.
     """
     if job_manager is not None:
         raise UnsupportedClientMode("build_client_manager(job_manager=...) is not supported; pass pulsar_app= for in-process use")
     if relay_url:
         raise UnsupportedClientMode("pulsar-relay client managers (relay_url) are not implemented by this pulsar.client")
-    if amqp_url:
-        raise UnsupportedClientMode("message-queue client managers (amqp_url) are not implemented by this pulsar.client")
     if k8s_enabled or tes_enabled or gcp_batch_enabled:
         raise UnsupportedClientMode("Kubernetes/TES/GCP co-execution client managers are not implemented by this pulsar.client")
+    if amqp_url:
+        return MessageQueueClientManager(amqp_url, **kwargs)
     ignored = {"manager", "persistence_directory"}
     options = {k: v for k, v in kwargs.items() if k not in ignored and not k.startswith(("amqp_", "relay_"))}
     return ClientManager(**options)

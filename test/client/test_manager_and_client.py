@@ -32,11 +32,28 @@ class Recorder:
         return iter([body])
 
 
-@pytest.mark.parametrize("kwargs", [{"amqp_url": "amqp://x"}, {"relay_url": "http://r"}, {"k8s_enabled": True},
-                                    {"tes_enabled": True}, {"gcp_batch_enabled": True}, {"job_manager": object()}])
+@pytest.mark.parametrize("kwargs", [{"relay_url": "http://r"}, {"k8s_enabled": True}, {"tes_enabled": True},
+                                    {"gcp_batch_enabled": True}, {"job_manager": object()},
+                                    {"amqp_url": "amqp://x", "k8s_enabled": True}])
 def test_unimplemented_modes_are_refused_clearly(kwargs: dict[str, Any]) -> None:
     with pytest.raises(UnsupportedClientMode):
         build_client_manager(manager=None, cache=None, transport=None, persistence_directory=None, **kwargs)
+
+
+def test_amqp_url_builds_the_message_queue_manager(tmp_path: Any) -> None:
+    """Galaxy's MQ runner kwargs; building connects to nothing (the consumers do, later)."""
+    pytest.importorskip("kombu")
+    from pulsar.client import MessageQueueClientManager
+
+    manager = build_client_manager(amqp_url="amqp://u:secret@127.0.0.1:1//", manager="cluster", cache=None,
+                                   transport=None, persistence_directory=str(tmp_path), amqp_acknowledge="true",
+                                   amqp_publish_retry_max_retries="3", pulsar_app=object())
+    assert isinstance(manager, MessageQueueClientManager)
+    assert (manager.manager_name, manager.url, manager.amqp_key_prefix) == ("cluster", "amqp://u:secret@127.0.0.1:1//",
+                                                                            None)
+    assert manager.exchange.queue("setup") == "pulsar_cluster__setup" and manager.status_cache == {}
+    assert manager.exchange.settings.acks_enabled
+    manager.shutdown()
 
 
 def test_galaxy_rest_kwargs_build_an_http_manager() -> None:

@@ -29,13 +29,19 @@ IMPLEMENTATION_HOMES = {
     "PathMapper": "pulsar.client.path_mapper",
     "url_to_destination_params": "pulsar.client.destination",
     "PulsarClientTransportError": "pulsar.client.exceptions",
+    "MessageQueueClientManager": "pulsar.client.manager",
+    "MessageJobClient": "pulsar.client.client",
 }
+
+#: The message-queue classes' own modules (importable without kombu).
+MQ_HOMES = {"MessageQueueClientManager": "pulsar.client.mq_manager", "MessageJobClient": "pulsar.client.mq_client"}
 
 PINNED_ALL = sorted([
     "BaseJobClient", "build_client_manager", "CLIENT_INPUT_PATH_TYPES", "ClientInput", "ClientInputs",
     "ClientJobDescription", "ClientManager", "ClientOutputs", "COMMAND_VERSION_FILENAME",
     "DEFAULT_DYNAMIC_COLLECTION_PATTERN", "EXTENDED_METADATA_DYNAMIC_COLLECTION_PATTERN", "finish_job", "JobClient",
-    "PathMapper", "PulsarClientTransportError", "PulsarOutputs", "submit_job", "url_to_destination_params",
+    "MessageJobClient", "MessageQueueClientManager", "PathMapper", "PulsarClientTransportError", "PulsarOutputs",
+    "submit_job", "url_to_destination_params",
 ])
 
 
@@ -66,7 +72,7 @@ def test_package_surface_is_pinned() -> None:
 
 
 def test_implementation_modules_hold_the_same_objects() -> None:
-    for name, module_name in IMPLEMENTATION_HOMES.items():
+    for name, module_name in {**IMPLEMENTATION_HOMES, **MQ_HOMES}.items():
         module = importlib.import_module(module_name)
         assert getattr(module, name) is getattr(pulsar.client, name), name
     for module_name in ("pulsar.client.exceptions", "pulsar.client.destination", "pulsar.client.path_mapper"):
@@ -115,6 +121,14 @@ def test_signatures_galaxy_relies_on() -> None:
         assert hasattr(c.PulsarClientTransportError, name)
     for method in ("setup", "get_status", "full_status", "kill", "clean", "launch", "put_file", "fetch_output"):
         assert callable(getattr(c.JobClient, method))
+        assert callable(getattr(c.MessageJobClient, method))
+    assert _parameters(c.MessageQueueClientManager)[:5] == ["amqp_url", "manager", "cache", "transport",
+                                                           "persistence_directory"]
+    for method in ("get_client", "shutdown", "ensure_has_status_update_callback", "ensure_has_ack_consumers"):
+        assert callable(getattr(c.MessageQueueClientManager, method))
+    assert _parameters(c.MessageJobClient.launch)[1:8] == [
+        "command_line", "dependencies_description", "env", "remote_staging", "job_config", "dynamic_file_sources",
+        "token_endpoint"]
     assert callable(c.PulsarOutputs.from_status_response)
     assert callable(c.ClientInputs.for_simple_input_paths)
 
@@ -138,3 +152,23 @@ def test_job_description_rejects_both_input_forms() -> None:
 
     with pytest.raises(AssertionError):
         pulsar.client.ClientJobDescription("true", input_files=["/a"], client_inputs=pulsar.client.ClientInputs([]))
+
+
+def test_message_queue_classes_import_without_kombu_or_server_code() -> None:
+    """kombu is optional: importing the client (MQ names included) must not load it, and the
+    MQ client must not pull in the server's packages even once a manager is built."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pulsar.client import MessageQueueClientManager, MessageJobClient, build_client_manager\n"
+        "assert 'kombu' not in sys.modules, 'kombu imported eagerly'\n"
+        "manager = build_client_manager(amqp_url='amqp://guest:guest@127.0.0.1:1//', manager='m')\n"
+        "manager.shutdown()\n"
+        "server = ('pulsar.messaging', 'pulsar.jobs', 'pulsar.web', 'pulsar.core')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(server)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
