@@ -13,7 +13,7 @@ import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pulsar import __version__, protocol
 from pulsar.errors import ConfigurationError, NotFound
@@ -22,6 +22,9 @@ from pulsar.jobs.service import JobService
 from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.store import JobStore
 from pulsar.managers.registry import build_manager
+
+if TYPE_CHECKING:
+    from pulsar.messaging.bind import MessageQueueBinding
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +139,6 @@ class PulsarApp:
     def __init__(self, **options: Any):
         self.options = options
         self.version = __version__
-        if options.get("message_queue_url"):
-            raise ConfigurationError(
-                "message_queue_url is set, but this Pulsar does not implement the message-queue mode yet; "
-                "remove it and let Galaxy poll over HTTP"
-            )
         token = options.get("private_token")
         self.private_token: str | None = str(token) if token not in (None, "") else None
         self.max_request_line = int(options.get("max_request_line") or DEFAULT_MAX_REQUEST_LINE)
@@ -149,6 +147,8 @@ class PulsarApp:
             None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
         )
         self.services: dict[str, JobService] = {}
+        #: Message-queue bindings, one per manager, when `message_queue_url` is set.
+        self.bindings: list[MessageQueueBinding] = []
         try:
             for name, manager_options in manager_definitions(options).items():
                 merged = {key: options[key] for key in INHERITED_OPTIONS if key in options}
@@ -164,8 +164,13 @@ class PulsarApp:
                     stage_out=stage_out,
                 )
                 self.services[name] = service
-            for service in self.services.values():
+            if options.get("message_queue_url"):
+                wiring = importlib.import_module("pulsar.messaging.wiring")  # kombu is an optional extra
+                self.bindings = wiring.build_bindings(self.services, options, self.persistence_directory)
+            for service in self.services.values():  # after the bindings: they hear recovery
                 service.start()
+            for binding in self.bindings:
+                binding.start()
         except BaseException:
             self.shutdown()
             raise
@@ -189,6 +194,12 @@ class PulsarApp:
         return next(iter(self.services.values()))
 
     def shutdown(self) -> None:
+        """Stop consuming and publishing first, then the services (jobs keep running)."""
+        for binding in self.bindings:
+            try:
+                binding.shutdown()
+            except Exception:
+                log.exception("stopping the message-queue binding of manager %s failed", binding.name)
         for service in self.services.values():
             try:
                 service.shutdown()

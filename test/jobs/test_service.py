@@ -222,10 +222,3 @@ def test_terminal_documents_are_refreshed_by_a_new_setup(make_app):
     submit(service, "r", "cat w.txt > ../outputs/o; exit 2")
     assert wait_terminal(service, "r")["returncode"] == 2
     assert service.output_file("r", "output", "o").read_bytes() == b"second"  # not the old snapshot
-
-
-def test_message_queue_mode_is_refused_clearly(make_app):
-    from pulsar.errors import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="message_queue_url"):
-        make_app(message_queue_url="amqp://guest:guest@127.0.0.1:5672//")
