@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -86,6 +88,45 @@ def start_broker(env: dict[str, str] | None = None) -> None:
 
 def rabbitmqctl(*args: str) -> str:
     return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def queue_consumers(url: str, queue: str) -> int | None:
+    """How many consumers `queue` has, or None when it is not declared (a passive declare)."""
+    import kombu  # the broker tests' dependency only
+
+    with kombu.Connection(url, connect_timeout=10) as connection:
+        channel = connection.channel()
+        try:
+            _, _, consumers = channel.queue_declare(queue=queue, passive=True)
+            return int(consumers)
+        except connection.channel_errors:  # 404 NOT_FOUND: not declared (and the channel is closed)
+            return None
+        finally:
+            try:
+                channel.close()
+            except connection.connection_errors + connection.channel_errors:
+                pass
+
+
+def wait_for_consumers(url: str, queue: str, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
+    """Poll until `queue` has a consumer; TimeoutError after `timeout`, RuntimeError as soon as
+    `alive()` (e.g. "the server process still runs") turns false."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"gave up waiting for a consumer on {queue}: the process exited")
+        if queue_consumers(url, queue):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"nobody consumes {queue} after {timeout}s")
+
+
+def queue_prefix(manager: str, amqp_key_prefix: str | None = None) -> str:
+    """The queue-name prefix (mq-protocol.md §2.2): `pulsar_` for `_default_`, else
+    `pulsar_<manager>_`; an amqp_key_prefix replaces it.  Queue = prefix + "_" + logical name."""
+    if amqp_key_prefix is not None:
+        return amqp_key_prefix
+    return "pulsar_" if manager == "_default_" else f"pulsar_{manager}_"
 
 
 def unique_name(prefix: str = "t") -> str:
