@@ -121,8 +121,9 @@ class MessageQueueClientManager:
                 return
             self._status_consumer = self.exchange.start_consumer(
                 "status_update", self._handle_status_update, name=f"pulsar-mq-{self.manager_name}-status_update")
-            self.status_request_thread = threading.Thread(target=self._request_active_statuses, daemon=False,
-                                              name=f"pulsar-mq-{self.manager_name}-status-requests")
+            # A daemon: a broker that never comes back must not keep Galaxy from exiting.
+            self.status_request_thread = threading.Thread(
+                target=self._request_active_statuses, daemon=True, name=f"pulsar-mq-{self.manager_name}-status-requests")
             self.status_request_thread.start()
 
     def ensure_has_ack_consumers(self) -> None:
@@ -200,7 +201,7 @@ class MessageQueueClientManager:
         job_id = body.get("job_id")
         if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or job_id == "":
             log.warning("manager %s: dropping a status update without a usable job_id (keys: %s)",
-                        self.manager_name, ", ".join(sorted(str(k) for k in body)[:12]))
+                        self.manager_name, ", ".join(sorted(str(k)[:40] for k in body)[:12]))
             return
         job_id = str(job_id)
         status = body.get("status")

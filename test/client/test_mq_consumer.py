@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -198,13 +199,18 @@ def test_consumer_comes_back_after_the_broker_drops_it(broker: RawBroker, manage
     assert manager.consumers_alive
 
 
-def test_shutdown_stops_every_thread_promptly(broker: RawBroker, managers: ManagerFactory, tmp_path: Path) -> None:
+def test_shutdown_stops_every_thread_promptly(broker: RawBroker, managers: ManagerFactory, tmp_path: Path,
+                                              unique_manager: str) -> None:
     manager = managers(Galaxy())
-    threads = [*manager._consumers(), manager.status_request_thread]
+
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith(f"pulsar-mq-{unique_manager}-")]
+
+    assert len(ours()) >= 3  # status_update, setup_ack, kill_ack (+ the status-request thread)
     started = time.monotonic()
     manager.shutdown()
     assert time.monotonic() - started < 5
-    assert not any(t is not None and t.is_alive() for t in threads)
+    assert ours() == []
     client = manager.get_client(destination(tmp_path / "remote"), "40", env=[])
     with pytest.raises(PulsarClientError, match="shut down"):
         client.kill()
