@@ -8,6 +8,7 @@ up with test queues.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -69,6 +70,28 @@ class Mq:
                 return int(connection.channel().queue_declare(exchange.queue(logical), passive=True).message_count)
             except ChannelError:
                 return None
+
+
+def broker_connections(fragment: str) -> list[tuple[str, str]]:
+    """(pid, heartbeat timeout) of the broker connections whose connection_name contains `fragment`."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "timeout", "client_properties"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    found = []
+    for line in out.splitlines():
+        pid, _, rest = line.partition("\t")
+        timeout, _, properties = rest.partition("\t")
+        if '"connection_name","' in properties and fragment in properties:
+            found.append((pid, timeout))
+    return found
+
+
+def close_connections(fragment: str) -> int:
+    """Force-close (as an operator or a broker failover would) our connections matching `fragment`."""
+    pids = [pid for pid, _ in broker_connections(fragment)]
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "closed by test"],
+                       capture_output=True, check=True, timeout=60)
+    return len(pids)
 
 
 @pytest.fixture

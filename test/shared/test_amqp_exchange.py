@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from pulsar.shared.amqp import ALL_QUEUES, PublishError, PulsarExchange, RejectMessage, parse_amqp_options
+from pulsar.shared.amqp import (
+    ALL_QUEUES,
+    PublishError,
+    PulsarExchange,
+    RejectMessage,
+    RequeueMessage,
+    parse_amqp_options,
+)
 from test.shared.conftest import Mq, wait_for
 
 pytestmark = pytest.mark.rabbitmq
@@ -103,3 +110,52 @@ def test_publish_to_unreachable_broker_raises_publish_error() -> None:
     with pytest.raises(PublishError) as info:
         exchange.publish("setup", {"job_id": "1"})
     assert "secret" not in str(info.value)
+
+
+def test_oversized_message_is_rejected(mq: Mq, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulsar.shared.amqp import consumer
+
+    monkeypatch.setattr(consumer, "MAX_BODY_BYTES", 1024)  # a 64 MiB body would only slow the test
+    exchange = mq.exchange()
+    received: list[dict[str, Any]] = []
+    thread = mq.consume(exchange, "setup", received.append)
+    raw_publish(exchange, "setup", json.dumps({"job_id": "big", "pad": "x" * 2000}).encode(), "application/json")
+    exchange.publish("setup", {"job_id": "small"})
+    wait_for(lambda: received)
+    assert received == [{"job_id": "small"}]
+    assert thread.alive
+
+
+def test_requeue_redelivers_to_a_later_consumer(mq: Mq) -> None:
+    exchange = mq.exchange("client")
+    attempts: list[dict[str, Any]] = []
+
+    def not_ready(body: dict[str, Any]) -> None:
+        attempts.append(body)
+        raise RequeueMessage("client not active")
+
+    thread = mq.consume(exchange, "status_update", not_ready)
+    exchange.publish("status_update", {"job_id": "1", "status": "running"})
+    wait_for(lambda: attempts)
+    thread.stop(timeout=10)
+    received: list[dict[str, Any]] = []
+    mq.consume(exchange, "status_update", received.append)
+    wait_for(lambda: received)
+    assert received == [{"job_id": "1", "status": "running"}]
+    assert len(attempts) < 20  # a requeued message is not redelivered in a hot loop
+
+
+def test_publish_rejects_unknown_queues_and_unserialisable_bodies(mq: Mq) -> None:
+    exchange = mq.exchange()
+    with pytest.raises(ValueError, match="unknown queue"):
+        exchange.publish("setup_typo", {})
+    with pytest.raises(TypeError):
+        exchange.publish("setup", {"x": object()})
+
+
+def test_publish_after_close_raises(mq: Mq) -> None:
+    exchange = mq.exchange()
+    exchange.publish("kill", {"job_id": "1"})
+    exchange.close()
+    with pytest.raises(PublishError, match="closed"):
+        exchange.publish("kill", {"job_id": "2"})

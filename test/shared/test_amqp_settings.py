@@ -50,7 +50,7 @@ def test_acks_need_a_persistence_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("value, expected", [("0", 0), (0, 0), ("false", 0), ("off", 0), ("none", 0), ("", 0),
-                                             (False, 0), ("true", 580), (True, 580), ("30", 30), (45, 45)])
+                                             (False, 0), ("true", 580), (True, 580), ("on", 580), ("1", 1), ("30", 30), (45, 45)])
 def test_heartbeat(value: Any, expected: int) -> None:
     assert parse(amqp_heartbeat=value).heartbeat == expected
 

@@ -21,11 +21,12 @@ import logging
 import threading
 import time
 import uuid as uuid_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kombu.entity import Exchange, Queue
 from kombu.messaging import Producer
+from kombu.utils.functional import retry_over_time
 
 from .acks import PRUNE_AGE, AckStores, is_valid_uuid, store_directory
 from .connection import LinkState, close_quietly, connect, describe, open_connection
@@ -154,8 +155,6 @@ class PulsarExchange:
     def _send(self, logical: str, data: bytes) -> None:
         routing_key = self.queue(logical)
         options = dict(self.settings.publish_options)
-        if self.settings.publish_retry:
-            options.update(retry=True, retry_policy=dict(self.settings.publish_retry_policy))
 
         def send(producer: Any) -> None:
             producer.publish(
@@ -170,22 +169,44 @@ class PulsarExchange:
             self._with_publisher(send)
 
     def _with_publisher(self, action: Callable[[Any], None]) -> None:
-        """Run `action` on the publisher connection, connecting (and declaring) if needed; on
-        failure retry once on a fresh connection, then raise `PublishError`.  Lock held."""
+        """Run `action` on the publisher connection, connecting (and declaring) if needed.
+
+        A failure is retried at once on a fresh connection (the old one may just have gone
+        stale, B18).  With `amqp_publish_retry` that pair of attempts is repeated after the
+        pauses of kombu's retry policy (`amqp_publish_retry_*`): this covers a broker that is
+        down when the publish starts, which kombu's own `publish(retry=True)` does not (it
+        only retries once connected).  Raises `PublishError` in the end.  Lock held.
+        """
         if self._closed.is_set():
             raise PublishError(f"exchange for {self.prefix}* is closed")
-        error: BaseException | None = None
-        for _attempt in range(2):
+
+        def attempt_twice() -> None:
             try:
                 action(self._publisher())
-                self._publish_link.connected()
-                return
-            except Exception as exc:  # noqa: BLE001  (connection, channel, confirm or timeout errors)
-                error = exc
+            except Exception:  # noqa: BLE001  (connection, channel, confirm or timeout errors)
                 self._drop_publisher(broken=True)
-        assert error is not None
-        self._publish_link.failed(error)
-        raise PublishError(describe(error, self.settings)) from error
+                action(self._publisher())
+
+        try:
+            if self.settings.publish_retry:
+                policy = self.settings.publish_retry_policy
+                retry_over_time(  # type: ignore[no-untyped-call]
+                    attempt_twice, Exception, max_retries=int(policy["max_retries"]),
+                    interval_start=policy["interval_start"], interval_step=policy["interval_step"],
+                    interval_max=policy["interval_max"], errback=self._retrying,
+                )
+            else:
+                attempt_twice()
+        except Exception as exc:  # noqa: BLE001
+            self._drop_publisher(broken=True)
+            self._publish_link.failed(exc)
+            raise PublishError(describe(exc, self.settings)) from exc
+        self._publish_link.connected()
+
+    def _retrying(self, exc: BaseException, intervals: Iterator[float], retries: int) -> float:
+        pause = next(intervals)
+        log.debug("Publish attempt %d failed (%s); retrying in %.1f s", retries + 1, describe(exc, self.settings), pause)
+        return pause
 
     def _publisher(self) -> Any:
         if self._producer is None:

@@ -257,7 +257,7 @@ def _heartbeat(value: Any, key: str) -> int:
         word = value.strip().lower()
         if word in _HEARTBEAT_OFF:
             return 0
-        if word in _TRUE:
+        if word in ("true", "yes", "on"):  # not "1": that is one second
             return DEFAULT_HEARTBEAT
     return _non_negative_int(value, key)
 
