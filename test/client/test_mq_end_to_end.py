@@ -1,0 +1,174 @@
+"""Whole jobs over the real broker: our client manager (driven as Galaxy's PulsarMQJobRunner
+drives it) + our PulsarApp with `message_queue_url`, in-process, + a fake Galaxy files API.
+
+Inputs are pulled from and outputs pushed to the fake Galaxy by the server (`remote_transfer`);
+Galaxy's finish step then reads the cached status and moves no bytes itself.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from pulsar.client import MessageQueueClientManager, PulsarOutputs, build_client_manager, finish_job, submit_job
+from test.client.mq_broker import RawBroker, raw_broker, wait_for
+from test.client.mq_jobs import INPUT_BYTES, destination, galaxy_job
+from test.support.galaxy_files import FakeGalaxy, fake_galaxy  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.rabbitmq
+core = pytest.importorskip("pulsar.core")
+pytest.importorskip("pulsar.messaging")
+
+
+class Galaxy:
+    """The runner's `__async_update`: records the documents it is handed."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        self.received.append(body)
+
+    def statuses(self, job_id: str) -> list[str]:
+        return [b["status"] for b in self.received if b.get("job_id") == job_id]
+
+    def wait_terminal(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        def terminal() -> dict[str, Any] | None:
+            for body in self.received:
+                if body.get("job_id") == job_id and body.get("complete") == "true":
+                    return body
+            return None
+
+        return wait_for(terminal, timeout, f"a terminal update for job {job_id}")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def broker(amqp_url: str, unique_manager: str) -> Iterator[RawBroker]:
+    yield from raw_broker(amqp_url, unique_manager)
+
+
+@pytest.fixture
+def server_options() -> dict[str, Any]:
+    """Extra app.yml keys for `server` (tests override it with parametrize)."""
+    return {}
+
+
+@pytest.fixture
+def server(amqp_url: str, unique_manager: str, tmp_path: Path, broker: RawBroker,
+           server_options: dict[str, Any]) -> Iterator[Any]:
+    """Our PulsarApp in-process, in message-queue mode (consumers on the test's manager)."""
+    app = core.PulsarApp(staging_directory=str(tmp_path / "staging"),
+                         persistence_directory=str(tmp_path / "server-persist"),
+                         message_queue_url=amqp_url, managers={unique_manager: {"type": "queued_python"}},
+                         min_polling_interval=0.1, **server_options)
+    try:
+        yield app
+    finally:
+        app.shutdown()
+
+
+@pytest.fixture
+def managers(amqp_url: str, unique_manager: str, tmp_path: Path) -> Iterator[Callable[[Galaxy], MessageQueueClientManager]]:
+    built: list[MessageQueueClientManager] = []
+
+    def start(galaxy: Galaxy) -> MessageQueueClientManager:
+        manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, cache=None, transport=None,
+                                       persistence_directory=str(tmp_path / "galaxy-persist"))
+        assert isinstance(manager, MessageQueueClientManager)
+        built.append(manager)
+        manager.ensure_has_status_update_callback(galaxy)
+        manager.ensure_has_ack_consumers()
+        assert manager.wait_connected(15)
+        return manager
+
+    yield start
+    for manager in built:
+        manager.shutdown()
+
+
+def get_client(manager: MessageQueueClientManager, tmp_path: Path, galaxy: FakeGalaxy, job_id: str) -> Any:
+    return manager.get_client(destination(tmp_path / "staging"), job_id, files_endpoint=galaxy.files_endpoint(job_id),
+                              token_endpoint=None, env=[])
+
+
+def galaxy_finish(manager: MessageQueueClientManager, tmp_path: Path, galaxy: FakeGalaxy, job_id: str,
+                  client_outputs: Any) -> list[Exception]:
+    """Galaxy's `finish_job`: a new client by the Galaxy id, status from the cache, collect, clean."""
+    client = get_client(manager, tmp_path, galaxy, job_id)
+    outputs = PulsarOutputs.from_status_response(client.full_status())
+    return finish_job(client, cleanup_job="always", job_completed_normally=True, client_outputs=client_outputs,
+                      pulsar_outputs=outputs)
+
+
+def test_remote_transfer_job_round_trip(server: Any, managers: Callable[[Galaxy], MessageQueueClientManager],
+                                        fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+    galaxy = Galaxy()
+    manager = managers(galaxy)
+    client = get_client(manager, tmp_path, fake_galaxy, "501")
+    job = galaxy_job(client, fake_galaxy.root, "501")
+    assert submit_job(client, job.description, job.setup) == "501"
+
+    final = galaxy.wait_terminal("501")
+    assert final["status"] == "complete" and final["returncode"] == 0, final
+    assert galaxy.statuses("501") in (["running", "complete"], ["complete"])
+    assert job.output_path.read_bytes() == INPUT_BYTES  # pushed back to Galaxy by the server
+    transfers = {(r.method, r.file_type, r.path) for r in fake_galaxy.requests_for("501")}
+    assert ("GET", "input", str(job.input_path)) in transfers
+    assert ("POST", "output", str(job.output_path)) in transfers
+    assert all(r.status == 200 for r in fake_galaxy.requests_for("501"))
+
+    assert galaxy_finish(manager, tmp_path, fake_galaxy, "501", job.description.client_outputs) == []
+    assert "501" not in manager.status_cache and manager.tracker.active_jobs() == []
+
+
+def test_non_zero_exit_is_reported_complete_with_the_code(server: Any, managers: Callable[[Galaxy], Any],
+                                                          fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+    galaxy = Galaxy()
+    manager = managers(galaxy)
+    client = get_client(manager, tmp_path, fake_galaxy, "502")
+    job = galaxy_job(client, fake_galaxy.root, "502", exit_code=3)
+    submit_job(client, job.description, job.setup)
+    final = galaxy.wait_terminal("502")
+    assert (final["status"], final["returncode"]) == ("complete", 3)
+
+
+def test_kill_then_status_request_reports_cancelled(server: Any, managers: Callable[[Galaxy], Any],
+                                                    fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+    galaxy = Galaxy()
+    manager = managers(galaxy)
+    client = get_client(manager, tmp_path, fake_galaxy, "503")
+    client.launch("sleep 120", job_config=client.setup("sleeper", "1"))
+    wait_for(lambda: "running" in galaxy.statuses("503"), 60, "job 503 running")
+    client.kill()
+    deadline = time.monotonic() + 60
+    while "cancelled" not in galaxy.statuses("503"):  # no update after a kill (B6): ask
+        assert time.monotonic() < deadline, f"no cancelled answer; received {galaxy.statuses('503')}"
+        client.get_status()
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("server_options", [{"message_queue_cleanup_job": "never"}])
+def test_restarted_client_asks_again_for_an_update_it_lost(
+        server: Any, managers: Callable[[Galaxy], MessageQueueClientManager], broker: RawBroker,
+        fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+    """B26: Galaxy goes down while a job finishes and the updates are lost (here: taken off
+    the queue by the test); on restart the client asks the server, which answers with the terminal document.
+    (With the default `message_queue_cleanup_job: always` the server has removed the job once
+    the broker confirmed the update, and the answer would be `lost`.)"""
+    first = Galaxy()
+    manager = managers(first)
+    client = get_client(manager, tmp_path, fake_galaxy, "504")
+    job = galaxy_job(client, fake_galaxy.root, "504")
+    submit_job(client, job.description, job.setup)
+    manager.shutdown()
+    while broker.get("status_update", timeout=60).body.get("complete") != "true":
+        pass  # every update up to the terminal one is consumed here: lost for Galaxy
+
+    restarted = Galaxy()
+    manager = managers(restarted)
+    final = restarted.wait_terminal("504")
+    assert final["status"] == "complete" and final["outputs_directory_contents"] == [job.output_path.name]
+    assert galaxy_finish(manager, tmp_path, fake_galaxy, "504", job.description.client_outputs) == []
