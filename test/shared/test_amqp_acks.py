@@ -14,7 +14,8 @@ import pytest
 
 from pulsar.shared.amqp import AckStores
 from pulsar.shared.amqp.acks import PRUNE_AGE, is_valid_uuid, store_directory
-from test.shared.conftest import Mq, wait_for
+from test.shared.conftest import Mq
+from test.support.polling import wait_for
 
 # --- stores (no broker) ----------------------------------------------------------------------
 
@@ -23,6 +24,7 @@ def test_store_directories(tmp_path: Path) -> None:
     assert store_directory(tmp_path, None, "server") == tmp_path / "amqp_ack-_default_"
     assert store_directory(tmp_path, "cluster", "server") == tmp_path / "amqp_ack-cluster"
     assert store_directory(tmp_path, "cluster", "client") == tmp_path / "mq-client-cluster" / "ack"
+    assert store_directory(tmp_path, "a/b", "server") == tmp_path / "amqp_ack-a%2Fb"
 
 
 def test_only_canonical_uuids_name_files(tmp_path: Path) -> None:

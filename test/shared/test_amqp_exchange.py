@@ -15,7 +15,8 @@ from pulsar.shared.amqp import (
     RequeueMessage,
     parse_amqp_options,
 )
-from test.shared.conftest import Mq, wait_for
+from test.shared.conftest import Mq
+from test.support.polling import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 

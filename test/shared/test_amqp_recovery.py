@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from pulsar.shared.amqp import PublishError, PulsarExchange, parse_amqp_options
-from test.shared.conftest import Mq, broker_connections, close_connections, wait_for
+from test.shared.conftest import Mq, broker_connections, close_connections
 from test.support.cutting_proxy import Cut, CuttingProxy
+from test.support.polling import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -87,6 +87,8 @@ def test_retry_policy_keys_imply_retry() -> None:
         ("amqp_consumer_timeout", "0"),
         ("amqp_ack_republish_time", "-5"),
         ("amqp_publish_retry_max_retries", "1.5"),
+        ("amqp_publish_retry_max_retries", "inf"),
+        ("amqp_ack_republish_time", "nan"),
         ("amqp_publish_priority", "300"),
         ("amqp_publish_delivery_mode", "3"),
         ("amqp_publish_timeout", "x"),
@@ -188,3 +190,11 @@ def test_heartbeat_from_the_query_when_the_key_is_unset() -> None:
 
 def test_connection_url_drops_the_query() -> None:
     assert parse("amqps://guest:pw@host:5671//pulsar?ssl=1&heartbeat=10").connection_url == "amqps://guest:pw@host:5671//pulsar"
+
+
+@pytest.mark.parametrize("query, key", [("?ssl=maybe", "message_queue_url ssl"), ("?heartbeat=x", "message_queue_url heartbeat"),
+                                        ("?connect_timeout=-1", "message_queue_url connect_timeout")])
+def test_bad_query_values_name_the_parameter(query: str, key: str) -> None:
+    with pytest.raises(AmqpConfigError) as info:
+        parse(URL + query)
+    assert str(info.value).startswith(f"{key}:")

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from pulsar.shared.amqp import PublishError
-from test.shared.conftest import Mq, wait_for
+from test.shared.conftest import Mq
+from test.support.polling import wait_for
 from test.support.rabbitmq import tls_settings
 
 pytestmark = pytest.mark.rabbitmq

@@ -24,6 +24,7 @@ import uuid as uuid_module
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pulsar.util.fileio import atomic_write_json, atomic_write_text, read_json
 
@@ -50,7 +51,7 @@ def is_valid_uuid(value: object) -> bool:
 def store_directory(persistence_directory: Path, manager_name: str | None, role: str) -> Path:
     """Where a manager's stores live: `amqp_ack-<manager>` for the server (the reference's
     layout), `mq-client-<manager>/ack` for the client, so both can share one directory."""
-    manager = manager_name or DEFAULT_MANAGER
+    manager = quote(manager_name or DEFAULT_MANAGER, safe="")  # one path segment whatever the name
     if role == "client":
         return persistence_directory / f"mq-client-{manager}" / "ack"
     return persistence_directory / f"amqp_ack-{manager}"

@@ -18,6 +18,7 @@ Nothing here logs or raises with the URL's password in it (see `redact_url`).
 
 from __future__ import annotations
 
+import math
 import ssl as ssl_module
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ def parse_amqp_options(
         publish_options=MappingProxyType(_publish_options(given, durable)),
         ssl=_merge_ssl(scheme, given, query, url_key),
         persistence_directory=Path(persistence_directory) if persistence_directory else None,
-        connect_timeout=_opt({"connect_timeout": query.get("connect_timeout")}, "connect_timeout", _positive_float, 5.0),
+        connect_timeout=_query_value(query, "connect_timeout", url_key, _positive_float, 5.0),
     )
 
 
@@ -212,7 +213,10 @@ def _string(value: Any, key: str) -> str:
 def _number(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise AmqpConfigError(f"{key}: expected a number, got {value!r}")
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise AmqpConfigError(f"{key}: expected a finite number, got {value!r}")
+    return number
 
 
 def _positive_float(value: Any, key: str) -> float:
@@ -318,9 +322,15 @@ def _split_url(url: str, url_key: str) -> tuple[str, dict[str, str]]:
     return scheme, query
 
 
+def _query_value(query: Mapping[str, str], name: str, url_key: str, convert: Any, default: Any) -> Any:
+    """A URL query parameter converted like a key; errors name it `<url_key> <name>`."""
+    key = f"{url_key} {name}"
+    return _opt({key: query.get(name)}, key, convert, default)
+
+
 def _merge_heartbeat(given: Mapping[str, Any], query: Mapping[str, str], url_key: str) -> int:
     from_key = _opt(given, "amqp_heartbeat", _heartbeat, None)
-    from_url = _opt(query, "heartbeat", _heartbeat, None) if "heartbeat" in query else None
+    from_url = _query_value(query, "heartbeat", url_key, _heartbeat, None)
     if from_url is None:
         return DEFAULT_HEARTBEAT if from_key is None else int(from_key)
     if from_key is not None and from_key != from_url:
@@ -360,7 +370,7 @@ def _merge_ssl(scheme: str, given: Mapping[str, Any], query: Mapping[str, str], 
     """
     wanted: bool | None = None
     if "ssl" in query:
-        wanted = _opt(query, "ssl", parse_bool, None)
+        wanted = _query_value(query, "ssl", url_key, parse_bool, None)
     if scheme == "amqps":
         if wanted is False:
             raise AmqpConfigError(f"{url_key}: ssl=0 contradicts the amqps:// scheme")
