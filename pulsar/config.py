@@ -443,7 +443,45 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str], config_dir: Pa
                 raise ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {exc}") from None
     result.setdefault("staging_directory", str(config_dir / "files" / "staging"))
     result.setdefault("persistence_directory", str(config_dir / "files" / "persisted_data"))
+    _check_message_queue(result, sources)
     return result
+
+
+#: message_queue_* keys; their values are checked where they are used (pulsar.messaging.wiring).
+MESSAGE_QUEUE_KEYS = frozenset(
+    {"message_queue_url", "message_queue_consume", "message_queue_publish", "message_queue_cleanup_job"}
+)
+
+
+def _check_message_queue(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """Keys of the message-queue mode must do something: `amqp_*` and `message_queue_*` keys
+    without `message_queue_url`, misspelt ones and pulsar-relay's `relay_*` keys stop the
+    start, as does an unusable `amqp_*` value (named with the file it came from)."""
+
+    def fail(key: str, reason: str) -> ConfigurationError:
+        return ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {reason}")
+
+    for key in values:
+        if key.startswith("relay_"):
+            raise fail(key, "pulsar-relay is not supported by this Pulsar; use message_queue_url with an AMQP broker")
+        if key.startswith("message_queue_") and key not in MESSAGE_QUEUE_KEYS:
+            raise fail(key, f"unknown key; the message-queue keys are {', '.join(sorted(MESSAGE_QUEUE_KEYS))}")
+    url = values.get("message_queue_url")
+    mq_keys = sorted(k for k in values if k.startswith("amqp_") or k in MESSAGE_QUEUE_KEYS)
+    if not url:
+        if mq_keys:
+            raise fail(mq_keys[0], "is set but message_queue_url is not, so it would do nothing")
+        return
+    try:
+        from pulsar.shared.amqp.settings import AmqpConfigError, parse_amqp_options
+    except ImportError as exc:
+        raise fail("message_queue_url", f"needs kombu ({exc}); install pulsar-app[amqp]") from None
+    try:
+        parse_amqp_options(str(url), values)
+    except AmqpConfigError as exc:
+        named = [k for k in mq_keys if k in str(exc)]
+        source = sources.get(named[0], "configuration") if named else "configuration"
+        raise ConfigurationError(f"{source}: {exc}") from None
 
 
 def _directory(value: Any, config_dir: Path, allow_none: bool) -> str | None:

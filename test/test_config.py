@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -200,7 +201,7 @@ def test_malformed_ini_names_file(tmp_path: Path) -> None:
 
 
 def test_unknown_key_is_a_warning_not_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    write(tmp_path / "app.yml", "stagng_directory: typo\namqp_publish_retry: true\n")
+    write(tmp_path / "app.yml", "stagng_directory: typo\nmessage_queue_url: amqp://h//\namqp_publish_retry: true\n")
     with caplog.at_level(logging.WARNING, logger="pulsar.config"):
         config = load_config(config_dir=tmp_path, environ={})
     assert config["stagng_directory"] == "typo"
@@ -246,3 +247,29 @@ def test_read_server_section_errors(tmp_path: Path, line: str, key: str) -> None
     with pytest.raises(ConfigurationError) as info:
         read_server_section(path)
     assert key in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("amqp_publish_retry: true\n", "amqp_publish_retry: is set but message_queue_url is not"),
+        ("message_queue_publish: false\n", "message_queue_publish: is set but message_queue_url is not"),
+        ("message_queue_url: amqp://g:pw@h//\namqp_republish_time: 3\n", "did you mean amqp_ack_republish_time"),
+        ("message_queue_url: amqp://g:pw@h//\namqp_heartbeat: often\n", "amqp_heartbeat"),
+        ("message_queue_url: amqp://g:pw@h//\nmessage_queue_cleanup: never\n", "message_queue_cleanup: unknown key"),
+        ("message_queue_url: https://relay.example.org\n", "pulsar-relay is not supported"),
+        ("relay_url: https://relay.example.org\n", "relay_url: pulsar-relay is not supported"),
+    ],
+)
+def test_message_queue_keys_do_something_or_stop_the_start(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "app.yml", text)
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as info:
+        load_config(config_dir=tmp_path, environ={})
+    assert str(path) in str(info.value)
+    assert "pw@" not in str(info.value)
+
+
+def test_message_queue_keys_from_the_environment_name_the_variable(tmp_path: Path) -> None:
+    env = {"PULSAR_CONFIG_MESSAGE_QUEUE_URL": "amqp://h//", "PULSAR_CONFIG_AMQP_DURABLE": "maybe"}
+    with pytest.raises(ConfigurationError, match="PULSAR_CONFIG_AMQP_DURABLE"):
+        load_config(config_dir=tmp_path, environ=env)
