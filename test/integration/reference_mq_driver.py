@@ -7,9 +7,10 @@ here is whichever package that python finds.
 
     python reference_mq_driver.py CONFIG_JSON
 
-CONFIG_JSON: {"amqp_url", "manager", "jobs_directory" (= the server's staging directory),
-"galaxy_url", "job_key", "galaxy_root", "persistence_directory", "result_path",
-"scenarios": [names], "amqp_options": {amqp_* runner params}, "job_id_base"}.
+CONFIG_JSON: {"amqp_url", "admin_url" (plain AMQP, for queue checks), "manager",
+"jobs_directory" (= the server's staging directory), "galaxy_url", "job_key", "galaxy_root",
+"persistence_directory", "result_path", "scenarios": [names], "amqp_options": {amqp_* runner
+params}, "job_id_base"}.
 
 Galaxy's side, step by step (mq-protocol.md §6): one client manager built with
 `build_client_manager(amqp_url=..., manager=..., cache=None, transport=None,
@@ -280,7 +281,7 @@ class Driver:
         prefix = prefix if prefix is not None else ("pulsar_" if manager == "_default_" else f"pulsar_{manager}_")
         queue = f"{prefix}_status_update"
         deadline = time.monotonic() + timeout
-        with kombu.Connection(self.config["amqp_url"]) as connection:
+        with kombu.Connection(self.config.get("admin_url") or self.config["amqp_url"]) as connection:
             while time.monotonic() < deadline:
                 channel = connection.channel()
                 try:
@@ -363,6 +364,7 @@ class Driver:
         known = {job.job_id for job in jobs.values()}
         return {
             "client_version": pulsar.__version__,
+            "unacknowledged": unacknowledged(self.config.get("persistence_directory")),
             "jobs": {name: job.result for name, job in jobs.items()},
             "stray_updates": [b for _, b in self.recorder.updates
                               if not (isinstance(b, dict) and b.get("job_id") in known)],
@@ -374,6 +376,17 @@ class Driver:
         stopper.start()
         stopper.join(timeout)
         return not stopper.is_alive()
+
+
+def unacknowledged(persistence_directory):
+    """Messages this client published with an ack request and got no ack for yet: the files
+    of every `publish` store below its persistence directory (whatever the layout); None when
+    there is no such store (acks were never requested)."""
+    found = None
+    for directory, _, files in os.walk(persistence_directory or "/nonexistent"):
+        if os.path.basename(directory) == "publish":
+            found = (found or []) + [os.path.join(directory, name) for name in files if not name.startswith(".")]
+    return found
 
 
 def processes_with(marker):

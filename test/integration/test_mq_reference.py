@@ -25,7 +25,7 @@ import pytest
 
 from test.support.galaxy_files import FakeGalaxy
 from test.support.mq_server import MqServer, start_our_mq_server, start_reference_mq_server
-from test.support.rabbitmq import require_broker, unique_name
+from test.support.rabbitmq import require_broker, tls_settings, unique_name
 from test.support.reference import reference_bin
 from test.support.server import subprocess_env
 
@@ -91,10 +91,12 @@ def client_command(client: str) -> tuple[list[str], dict[str, str]]:
 
 def run_driver(client: str, server: MqServer, galaxy: FakeGalaxy, work: Path,
                scenarios: list[str] = SCENARIOS, **amqp_options: Any) -> dict[str, Any]:
-    """Run the driver once; every scenario's observations, plus the fake Galaxy's requests."""
+    """Run the driver once (Galaxy's runner params: the server's broker URL, `amqp_options`);
+    every scenario's observations, plus the fake Galaxy's requests."""
     work.mkdir(parents=True, exist_ok=True)
     config = {
-        "amqp_url": server.amqp_url, "manager": server.manager, "jobs_directory": server.staging_directory,
+        "amqp_url": server.amqp_url, "admin_url": server.admin_url, "manager": server.manager,
+        "jobs_directory": server.staging_directory,
         "galaxy_url": galaxy.url, "job_key": galaxy.job_key, "galaxy_root": str(galaxy.root),
         "persistence_directory": str(work / "persisted"), "result_path": str(work / "result.json"),
         "scenarios": scenarios, "amqp_options": amqp_options,
@@ -227,3 +229,37 @@ def test_driver_ran_the_client_it_was_given(observed: dict[str, Any], request: p
     client = request.node.callspec.params["observed"][0]
     if client != OURS:
         assert observed["client_version"] == client.rsplit("-", 1)[1]
+
+
+# ---------------------------------------------------------------------------------- TLS + acks
+# Galaxy's recommended production set-up: an amqps:// broker with a private CA, acks on both sides.
+
+TLS_PAIRS = [("galaxy-lib-0.15.15", "reference"), ("galaxy-lib-0.16.0", "reference"), (OURS, "reference"),
+             ("galaxy-lib-0.15.15", OURS), ("galaxy-lib-0.16.0", OURS), (OURS, OURS)]
+
+
+@pytest.mark.parametrize(("client", "server_kind"), TLS_PAIRS, ids=[f"{c}->{s}" for c, s in TLS_PAIRS])
+def test_tls_broker_with_acknowledgements(client: str, server_kind: str, galaxy: FakeGalaxy, tmp_path: Path,
+                                          broker_url: str) -> None:
+    tls = tls_settings()
+    options = {"amqp_connect_ssl_ca_certs": tls["RABBITMQ_TLS_CA"], "amqp_connect_ssl_cert_reqs": "cert_required",
+               "amqp_acknowledge": True}
+    start = start_reference_mq_server if server_kind == "reference" else start_our_mq_server
+    server = start(tmp_path / "server", tls["RABBITMQ_AMQPS_URL"], unique_name("mqt"), admin_url=broker_url,
+                   **options)
+    try:
+        observed = run_driver(client, server, galaxy, tmp_path / "client", ["ok", "exit3"], **options)
+        ok = job(observed, "ok")
+        assert statuses(ok) == ["running", "complete"]
+        assert (terminal(ok)["returncode"], ok["galaxy_output"], ok["finish_failures"]) == \
+               (0, "input line\nconfig line\n", [])
+        exit3 = job(observed, "exit3")
+        assert (terminal(exit3)["status"], terminal(exit3)["returncode"]) == ("complete", 3)
+        # the server asked for acks, and every setup the client sent (asking too) was acknowledged
+        assert all("acknowledge_uuid" in u["body"] for u in ok["updates"])
+        assert observed["unacknowledged"] == [], observed["context"]
+    finally:
+        server.stop()
+    # ... and every status update the server sent was acknowledged by the client
+    stores = [p for p in (tmp_path / "server" / "persisted").rglob("publish") if p.is_dir()]
+    assert stores and [f for store in stores for f in store.iterdir()] == [], server.log_text()[-3000:]

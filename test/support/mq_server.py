@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from test.support.rabbitmq import queue_prefix, wait_for_consumers
+from test.support.rabbitmq import broker_url, queue_prefix, wait_for_consumers
 from test.support.reference import reference_bin
 from test.support.server import STOP_TIMEOUT, _tail, kill_process_tree, subprocess_env, write_app_config
 
@@ -31,8 +31,10 @@ class MqServer:
     """One webless server process for `manager`, configured by `options` (app.yml keys)."""
 
     def __init__(self, command: list[str], config_dir: Path, options: dict[str, Any], manager: str,
-                 env: dict[str, str]):
+                 env: dict[str, str], admin_url: str | None = None):
         self.command = command
+        #: plain-AMQP URL for the test's own queue checks (the server's may be TLS)
+        self.admin_url = admin_url or broker_url()
         self.config_dir = config_dir
         self.options = options
         self.manager = manager
@@ -57,7 +59,7 @@ class MqServer:
                                             stdin=subprocess.DEVNULL, cwd=self.config_dir, env=self.env,
                                             start_new_session=True)
         try:
-            wait_for_consumers(self.amqp_url, self.queue("setup"), timeout, alive=self.running)
+            wait_for_consumers(self.admin_url, self.queue("setup"), timeout, alive=self.running)
         except (RuntimeError, TimeoutError) as exc:
             self.kill()
             raise RuntimeError(f"{exc}\n{self.log_text()[-5000:]}") from None
@@ -100,7 +102,8 @@ def mq_app_config(config_dir: Path, amqp_url: str, manager: str, **extra: Any) -
     return options
 
 
-def start_reference_mq_server(config_dir: Path, amqp_url: str, manager: str, **extra: Any) -> MqServer:
+def start_reference_mq_server(config_dir: Path, amqp_url: str, manager: str, admin_url: str | None = None,
+                              **extra: Any) -> MqServer:
     """The reference `pulsar-main` (pulsar-app 0.16.0).  The configuration goes in as
     --app_conf_base64, which also turns on its DEBUG logging (into server.log)."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -109,14 +112,15 @@ def start_reference_mq_server(config_dir: Path, amqp_url: str, manager: str, **e
     encoded = base64.b64encode(json.dumps(options).encode()).decode()
     command = [str(reference_bin("app-0.16.0", "pulsar-main")), "-c", str(config_dir), "--app_conf_base64", encoded]
     env = {"PATH": SYSTEM_PATH, "HOME": str(config_dir), "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
-    return MqServer(command, config_dir, options, manager, env).start()
+    return MqServer(command, config_dir, options, manager, env, admin_url).start()
 
 
-def start_our_mq_server(config_dir: Path, amqp_url: str, manager: str, **extra: Any) -> MqServer:
+def start_our_mq_server(config_dir: Path, amqp_url: str, manager: str, admin_url: str | None = None,
+                        **extra: Any) -> MqServer:
     """Ours, as `pulsar -m webless -c CONFIG_DIR` would run it, from this checkout."""
     config_dir.mkdir(parents=True, exist_ok=True)
     options = mq_app_config(config_dir, amqp_url, manager, **extra)
     write_app_config(config_dir, options)
     command = [sys.executable, "-m", "pulsar.main", "-m", "webless", "-c", str(config_dir)]
     env = subprocess_env({"PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}"})
-    return MqServer(command, config_dir, options, manager, env).start()
+    return MqServer(command, config_dir, options, manager, env, admin_url).start()
