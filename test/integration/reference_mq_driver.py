@@ -273,20 +273,19 @@ class Driver:
             files_endpoint=f"{galaxy}/api/jobs/{job_id}/files?job_key={key}",
             token_endpoint=f"{galaxy}/api/jobs/{job_id}/oidc-tokens?job_key={key}", env=[])
 
-    def wait_until_consuming(self, timeout=30.0):
-        """Galaxy's consumer declares `..._status_update` when it starts; an update published
-        before that is dropped by the broker (B3), so do not submit until it consumes."""
+    def wait_for_queue(self, logical, ready, timeout=30.0):
+        """Poll `<prefix>_<logical>` (passive declare) until `ready(messages, consumers)`."""
         prefix = self.config.get("amqp_options", {}).get("amqp_key_prefix")
         manager = self.config["manager"]
         prefix = prefix if prefix is not None else ("pulsar_" if manager == "_default_" else f"pulsar_{manager}_")
-        queue = f"{prefix}_status_update"
+        queue = f"{prefix}_{logical}"
         deadline = time.monotonic() + timeout
         with kombu.Connection(self.config.get("admin_url") or self.config["amqp_url"]) as connection:
             while time.monotonic() < deadline:
                 channel = connection.channel()
                 try:
-                    _, _, consumers = channel.queue_declare(queue=queue, passive=True)
-                    if consumers:
+                    _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
+                    if ready(messages, consumers):
                         return
                 except Exception:  # not declared yet: the passive declare closed the channel
                     pass
@@ -296,7 +295,12 @@ class Driver:
                     except Exception:
                         pass
                 time.sleep(0.1)
-        raise AssertionError(f"nobody consumes {queue} after {timeout}s")
+        raise AssertionError(f"{queue} not ready after {timeout}s")
+
+    def wait_until_consuming(self):
+        """Galaxy's consumer declares `..._status_update` when it starts; an update published
+        before that is dropped by the broker (B3), so do not submit until it consumes."""
+        self.wait_for_queue("status_update", lambda messages, consumers: consumers > 0)
 
     def cancel(self, job):
         """Galaxy's stop_job: a client for the external id, kill().  Then: is anything
@@ -405,6 +409,35 @@ def processes_with(marker):
     return found
 
 
+def run_galaxy_restart(config):
+    """Galaxy stops while its job runs and starts again after the job ended (mq-protocol §8.17):
+    the terminal update waits in the durable queue and reaches the NEW client manager, which
+    finishes the job; nothing is re-sent by Galaxy.  The tool waits for a `go` file, written
+    once the first manager has stopped."""
+    first = Driver(config)
+    first.wait_until_consuming()
+    job = GalaxyJob(first, "galaxy_restart", (config.get("job_id_base") or "7") + "9")
+    go = os.path.join(config["galaxy_root"], "markers", f"{job.job_id}_go")
+    os.makedirs(os.path.dirname(go), exist_ok=True)
+    job.submit(f"while [ ! -e {go} ]; do sleep 0.1; done\necho after the restart\n")
+    before = first.recorder.wait_for(job.job_id, ("running",) + TERMINAL, JOB_TIMEOUT)
+    job.result["before_stop"] = before and before.get("status")
+    job.result["first_shutdown_clean"] = first.shutdown()
+    write(go, "")
+    first.wait_for_queue("status_update", lambda messages, consumers: messages > 0, JOB_TIMEOUT)
+    second = job.driver = Driver(config)
+    body = second.recorder.wait_for(job.job_id, TERMINAL, JOB_TIMEOUT)
+    if body is None:
+        job.result["error"] = f"the restarted manager got no terminal status after {JOB_TIMEOUT}s"
+    elif body["status"] in ("complete", "cancelled"):
+        job.finish(body)
+    time.sleep(SETTLE)
+    job.result["first_updates"] = [b.get("status") for _, b in first.recorder.for_job(job.job_id)]
+    job.result["updates"] = [{"t": round(t - job.submitted_at, 3), "body": b} for t, b in second.recorder.for_job(job.job_id)]
+    return {"client_version": pulsar.__version__, "jobs": {"galaxy_restart": job.result},
+            "stray_updates": [b for _, b in second.recorder.updates if b.get("job_id") != job.job_id]}, second
+
+
 def main():
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [%(name)s][%(threadName)s] %(message)s")
@@ -412,8 +445,11 @@ def main():
         config = json.load(handle)
     driver = None
     try:
-        driver = Driver(config)
-        results = driver.run(config["scenarios"])
+        if config.get("mode") == "galaxy_restart":
+            results, driver = run_galaxy_restart(config)
+        else:
+            driver = Driver(config)
+            results = driver.run(config["scenarios"])
     except Exception:
         results = {"error": traceback.format_exc()}
     results["shutdown_clean"] = driver.shutdown() if driver is not None else None

@@ -90,7 +90,7 @@ def client_command(client: str) -> tuple[list[str], dict[str, str]]:
 
 
 def run_driver(client: str, server: MqServer, galaxy: FakeGalaxy, work: Path,
-               scenarios: list[str] = SCENARIOS, **amqp_options: Any) -> dict[str, Any]:
+               scenarios: list[str] = SCENARIOS, mode: str = "scenarios", **amqp_options: Any) -> dict[str, Any]:
     """Run the driver once (Galaxy's runner params: the server's broker URL, `amqp_options`);
     every scenario's observations, plus the fake Galaxy's requests."""
     work.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,7 @@ def run_driver(client: str, server: MqServer, galaxy: FakeGalaxy, work: Path,
         "jobs_directory": server.staging_directory,
         "galaxy_url": galaxy.url, "job_key": galaxy.job_key, "galaxy_root": str(galaxy.root),
         "persistence_directory": str(work / "persisted"), "result_path": str(work / "result.json"),
-        "scenarios": scenarios, "amqp_options": amqp_options,
+        "scenarios": scenarios, "mode": mode, "amqp_options": amqp_options,
         "job_id_base": str(uuid.uuid4().int % 10**8),
     }
     config_path = work / "driver.json"
@@ -229,6 +229,22 @@ def test_driver_ran_the_client_it_was_given(observed: dict[str, Any], request: p
     client = request.node.callspec.params["observed"][0]
     if client != OURS:
         assert observed["client_version"] == client.rsplit("-", 1)[1]
+
+
+@pytest.mark.parametrize(("client", "server_kind"), PAIRS, ids=[f"{c}->{s}" for c, s in PAIRS])
+def test_update_waits_in_the_queue_while_galaxy_is_down(client: str, server_kind: str, galaxy: FakeGalaxy,
+                                                        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The job ends while Galaxy's runner is stopped: the restarted runner (same manager,
+    same persistence directory) gets exactly one terminal update and finishes the job."""
+    server: MqServer = request.getfixturevalue("reference_server" if server_kind == "reference" else "our_server")
+    observed = run_driver(client, server, galaxy, tmp_path, [], mode="galaxy_restart")
+    result = job(observed, "galaxy_restart")
+    assert (result["before_stop"], result["first_updates"], result["first_shutdown_clean"]) == \
+           ("running", ["running"], True)
+    final = terminal(result)
+    assert (final["status"], final["returncode"], final["stdout"]) == ("complete", 0, "after the restart\n")
+    assert result["finish_failures"] == []
+    assert observed["stray_updates"] == [] and observed["shutdown_clean"] is True
 
 
 # ---------------------------------------------------------------------------------- TLS + acks
