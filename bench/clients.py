@@ -49,9 +49,10 @@ class DriverError(RuntimeError):
 
 
 def run_driver(client: ClientKind, spec: dict, workdir: Path, *, sampler: Sampler | None = None,
-               sample_as: str = "client", timeout: float = 3600.0) -> dict:
-    """Run one driver invocation; if `sampler` is given, the driver's RSS is sampled as
-    `sample_as` while it runs.  Returns the driver's result dict."""
+               sample_as: str = "client", timeout: float = 3600.0, driver: Path = DRIVER) -> dict:
+    """Run one driver invocation (`driver`: the HTTP one by default, or the message-queue
+    one); if `sampler` is given, the driver's RSS is sampled as `sample_as` while it runs.
+    Returns the driver's result dict."""
     full_spec = {"token": TOKEN, "workdir": str(workdir), **spec}
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=workdir, delete=False) as handle:
@@ -59,7 +60,7 @@ def run_driver(client: ClientKind, spec: dict, workdir: Path, *, sampler: Sample
         spec_path = handle.name
     log_path = workdir / f"driver-{spec['mode']}-{client.name}.log"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([client.python, str(DRIVER), spec_path], stdout=subprocess.PIPE, stderr=log,
+        process = subprocess.Popen([client.python, str(driver), spec_path], stdout=subprocess.PIPE, stderr=log,
                                    stdin=subprocess.DEVNULL, cwd=workdir, env=client.env)
         try:
             if sampler is not None:
@@ -76,3 +77,24 @@ def run_driver(client: ClientKind, spec: dict, workdir: Path, *, sampler: Sample
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
         raise DriverError(f"{client.name} client driver ({spec['mode']}) exited {process.returncode}:\n{tail}")
     return json.loads(results[-1])
+
+
+def reference_venvs(notes: list[str]) -> tuple[Path, Path]:
+    """(server venv, client venv).  The client is pulsar-galaxy-lib 0.16.0 when it imports;
+    otherwise the same 0.16.0 client package inside the pulsar-app venv."""
+    from test.support.reference import reference_venv
+
+    app = reference_venv("app-0.16.0")
+    client = app
+    try:
+        lib = reference_venv("galaxy-lib-0.16.0")
+        probe = subprocess.run([str(lib / "bin" / "python"), "-c", "import pulsar.client.manager"],
+                               capture_output=True, cwd="/", timeout=120)
+        if probe.returncode == 0:
+            client = lib
+        else:
+            notes.append("reference client: the pulsar-galaxy-lib==0.16.0 venv cannot import pulsar.client.manager "
+                         "(missing 'packaging'); used the same 0.16.0 client package from the pulsar-app venv")
+    except Exception as exc:  # no network for the lib venv: the app venv has the same client
+        notes.append(f"reference client venv unavailable ({exc}); used the pulsar-app 0.16.0 venv")
+    return app, client

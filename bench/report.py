@@ -85,6 +85,25 @@ ROWS: list[Row | str] = [
     Row("persisted.restart_s", "restart with N persisted jobs", "s", False, None, 2),
     Row("persisted.status_p50_ms", "status request p50", "ms", False),
     Row("persisted.status_p99_ms", "status request p99", "ms", False, None, 10),
+    "message queue (same RabbitMQ; each server with its own client, driven like Galaxy's PulsarMQJobRunner)",
+    Row("mq.exit.exit_to_update_p50_ms", "MQ job exit -> client has terminal update, p50", "ms", False,
+        None, 50),
+    Row("mq.exit.exit_to_update_p90_ms", "MQ job exit -> client has terminal update, p90", "ms", False),
+    Row("mq.c8.jobs_per_s", "MQ trivial jobs c=8: throughput", "jobs/s", True, 5),
+    Row("mq.c8.latency_p50_ms", "MQ trivial jobs c=8: submit -> finished, p50", "ms", False),
+    Row("mq.c8.server_cpu_ms_per_job", "MQ trivial jobs c=8: server CPU/job", "ms", False),
+    Row("mq.c8.client_cpu_ms_per_job", "MQ trivial jobs c=8: client CPU/job", "ms", False),
+    Row("mq.c8.galaxy_cpu_ms_per_job", "MQ trivial jobs c=8: Galaxy files API CPU/job", "ms", False),
+    Row("mq.c8.broker_cpu_ms_per_job", "MQ trivial jobs c=8: broker CPU/job (shared)", "ms", False),
+    Row("mq.outage.updates_queued", "MQ outage: status updates waiting", "count", True, compare=False),
+    Row("mq.outage.rss_before_MiB", "MQ outage: server RSS before", "MiB", False),
+    Row("mq.outage.rss_growth_MiB", "MQ outage: server RSS growth as they pile up", "MiB", False,
+        None, 16, compare=False),
+    Row("mq.outage.drain_s", "MQ outage: broker back -> all delivered", "s", False),
+    Row("mq.outage.terminal_lost", "MQ outage: terminal updates lost", "count", False, None, 0,
+        compare=False),
+    Row("mq.outage.terminal_duplicates", "MQ outage: terminal updates doubled", "count", False, None, 0,
+        compare=False),
 ]
 
 
@@ -127,11 +146,23 @@ def format_number(value: Any) -> str:
     return f"{value:.2f}"
 
 
+def _sections_with_figures(summary: dict[str, Any], notes: dict[str, str]) -> list[Row | str]:
+    """ROWS without the sections that have no figure and no note (workloads not run)."""
+    sections: list[list[Row | str]] = []
+    for row in ROWS:
+        if isinstance(row, str) or not sections:
+            sections.append([])
+        sections[-1].append(row)
+    return [row for section in sections
+            if any(isinstance(r, Row) and (r.metric in summary or r.metric in notes) for r in section)
+            for row in section]
+
+
 def render(summary: dict[str, dict[str, Any]], notes: dict[str, str]) -> str:
     """`summary[metric]` has `ours`/`reference` values (or strings such as "pending: ...")."""
     header = ("metric", "ours", "reference", "us/ref", "gain", "target", "met")
     lines: list[tuple[str, ...]] = []
-    for row in ROWS:
+    for row in _sections_with_figures(summary, notes):
         if isinstance(row, str):
             lines.append((f"-- {row}",))
             continue

@@ -4,6 +4,7 @@ workloads, in one run, with the machine's ceilings measured alongside.
     .venv/bin/python bench/run.py            # full run (1 GiB transfers, 200 jobs, 10,000 persisted jobs)
     .venv/bin/python bench/run.py --quick    # smoke run (64 MiB, 20 jobs, 1,000 persisted jobs)
     .venv/bin/python bench/run.py --only transfer jobs --repeats 5
+    .venv/bin/python bench/run.py --only mq  # message-queue mode only (bench/mq.py)
 
 Figures are medians over `--repeats` runs, ours and the reference alternating; the machine
 is noisy, so read the ratios.  Raw repeats and the summary go to
@@ -34,13 +35,15 @@ if str(REPO_ROOT) not in sys.path:
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 
-from bench import report  # noqa: E402
-from bench.clients import ClientKind, our_client, reference_client  # noqa: E402
+from bench import mq, report  # noqa: E402
+from bench.clients import ClientKind, our_client, reference_client, reference_venvs  # noqa: E402
+from bench.mq_servers import DEFAULT_AMQP_URL  # noqa: E402
 from bench.servers import OurServer, ReferenceServer, ServerSet  # noqa: E402
+from bench.summary import row_notes, summarise  # noqa: E402
 from bench.workloads import ceilings, integrity, jobs, persisted, transfer  # noqa: E402
 
 MIB = 1024 * 1024
-WORKLOADS = ("ceilings", "transfer", "jobs", "exit", "persisted")
+WORKLOADS = ("ceilings", "transfer", "jobs", "exit", "persisted", "mq")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
@@ -55,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--status-requests", type=int, help="status requests after restart (default 1000)")
     parser.add_argument("--poll-interval", type=float, default=0.01,
                         help="status poll interval of the trivial-jobs client, seconds (default 0.01)")
+    parser.add_argument("--mq-jobs", type=int, help="trivial jobs per MQ throughput run (default 200, quick 20)")
+    parser.add_argument("--mq-exit-jobs", type=int, help="jobs for MQ exit->update (default 40, quick 10)")
+    parser.add_argument("--mq-outage-jobs", type=int, help="jobs whose updates wait out the broker outage "
+                                                           "(default 1000, quick 100)")
+    parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL, help=f"broker (default {DEFAULT_AMQP_URL})")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, help="run only these workloads")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference server and client")
     parser.add_argument("--workdir", help="where staging and test files go (default: a temp dir on the /work disk)")
@@ -74,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.exit_jobs = args.exit_jobs or (10 if quick else 40)
     args.persisted = args.persisted or (1000 if quick else 10000)
     args.status_requests = args.status_requests or (200 if quick else 1000)
+    args.mq_jobs = args.mq_jobs or (20 if quick else 200)
+    args.mq_exit_jobs = args.mq_exit_jobs or (10 if quick else 40)
+    args.mq_outage_jobs = args.mq_outage_jobs or (100 if quick else 1000)
     args.only = set(args.only or WORKLOADS)
     args.our_options = {}
     for item in args.our_option:
@@ -117,27 +128,6 @@ def filesystem_of(path: Path) -> str:
         if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best[0]):
             best = (mount, part.fstype)
     return f"{best[1]} at {best[0]}"
-
-
-def reference_venvs(notes: list[str]) -> tuple[Path, Path]:
-    """(server venv, client venv).  The client is pulsar-galaxy-lib 0.16.0 when it imports;
-    otherwise the same 0.16.0 client package inside the pulsar-app venv."""
-    from test.support.reference import reference_venv
-
-    app = reference_venv("app-0.16.0")
-    client = app
-    try:
-        lib = reference_venv("galaxy-lib-0.16.0")
-        probe = subprocess.run([str(lib / "bin" / "python"), "-c", "import pulsar.client.manager"],
-                               capture_output=True, cwd="/", timeout=120)
-        if probe.returncode == 0:
-            client = lib
-        else:
-            notes.append("reference client: the pulsar-galaxy-lib==0.16.0 venv cannot import pulsar.client.manager "
-                         "(missing 'packaging'); used the same 0.16.0 client package from the pulsar-app venv")
-    except Exception as exc:  # no network for the lib venv: the app venv has the same client
-        notes.append(f"reference client venv unavailable ({exc}); used the pulsar-app 0.16.0 venv")
-    return app, client
 
 
 class Run:
@@ -330,81 +320,8 @@ class Run:
             if self.with_reference() and self.ref_venv is None:
                 self.ref_venv, client_venv = reference_venvs(self.notes)
             self.guarded("persisted", self.run_persisted)
-
-
-def summarise(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """metric -> {"ours": median, "reference": median} (ceilings: under "ours")."""
-    summary: dict[str, dict[str, Any]] = {}
-
-    def put(metric: str, side: str, values: list[float]) -> None:
-        if values:
-            summary.setdefault(metric, {})[side] = report.median(values)
-
-    for key in ("loopback_get_MBps", "loopback_post_MBps", "disk_write_MBps", "disk_write_nofsync_MBps",
-                "fork_exec_per_s", "sha256_MBps"):
-        put(f"ceiling.{key}", "ours", [r.get(key) for r in raw.get("ceilings", []) if r.get(key) is not None])
-    for key in ("download_plain_MBps", "download_digest_first_MBps", "download_digest_cached_MBps"):
-        put(f"digest.{key}", "ours", [r[key] for r in raw.get("digest", [])])
-    xfer = raw.get("transfer", {})
-    fields = ("upload_MBps", "download_MBps", "server_rss_growth_upload_MiB", "server_rss_growth_download_MiB",
-              "client_peak_rss_upload_MiB", "client_peak_rss_download_MiB")
-    for field in fields:
-        baseline = [r[field] for r in xfer.get("reference", [])]
-        for combo in ("ours", "refclient"):
-            put(f"transfer.{combo}.{field}", "ours", [r[field] for r in xfer.get(combo, [])])
-            put(f"transfer.{combo}.{field}", "reference", baseline)
-    for key, sides in raw.get("jobs", {}).items():
-        for side, results in sides.items():
-            for field in ("jobs_per_s", "latency_p50_ms", "latency_p90_ms", "server_cpu_ms_per_job",
-                          "server_system_cpu_ms_per_job", "client_cpu_ms_per_job"):
-                put(f"jobs.{key}.{field}", side, [r[field] for r in results])
-    for side, results in raw.get("exit", {}).items():
-        for field in ("exit_to_complete_p50_ms", "exit_to_complete_p90_ms"):
-            put(f"exit.{field}", side, [r[field] for r in results])
-    for side, result in raw.get("persisted", {}).items():
-        for field in ("empty_start_s", "restart_s", "status_p50_ms", "status_p99_ms"):
-            put(f"persisted.{field}", side, [result[field]])
-    return summary
-
-
-def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
-    """Per-row remarks: failures, wrong checksums, wrong statuses."""
-    notes: dict[str, str] = {}
-    for combo, results in raw.get("transfer", {}).items():
-        bad = [r for r in results if not r["ok"]]
-        if bad:
-            notes[f"transfer.{'ours' if combo == 'reference' else combo}.upload_MBps"] = (
-                f"{combo}: {len(bad)} run(s) not ok (checksum/status): {bad[0]['detail']}")
-    for key, sides in raw.get("jobs", {}).items():
-        for side, results in sides.items():
-            failed = sum(r["failed"] for r in results)
-            if failed:
-                example = next((r["failure_examples"] for r in results if r["failure_examples"]), [])
-                notes[f"jobs.{key}.jobs_per_s"] = f"{side}: {failed} job(s) failed, e.g. {str(example)[:300]}"
-    for side, results in raw.get("exit", {}).items():
-        failed = sum(r["failed"] for r in results)
-        if failed:
-            notes["exit.exit_to_complete_p50_ms"] = f"{side}: {failed} job(s) failed: {results[0]['problems']}"
-    for side, result in raw.get("persisted", {}).items():
-        if not result["ok"]:
-            notes.setdefault("persisted.restart_s", "")
-            notes["persisted.restart_s"] += (f"{side}: probe job reported {result['probe_status']!r}, "
-                                             f"{result['status_wrong']} status answers not 'complete'. ")
-    if any(not r["ok"] for r in raw.get("digest", [])):
-        notes["digest.download_digest_first_MBps"] = "Repr-Digest missing or wrong (or sent unasked)"
-    for name, message in errors.items():
-        metric = {"transfer.digest": "digest.download_digest_first_MBps",
-                  "transfer.ours": "transfer.ours.upload_MBps", "transfer.refclient": "transfer.refclient.upload_MBps",
-                  "transfer.reference": "transfer.ours.upload_MBps"}.get(name)
-        if name.startswith("jobs."):
-            metric = f"jobs.{name.split('.')[1]}.jobs_per_s"
-        elif name.startswith("exit."):
-            metric = "exit.exit_to_complete_p50_ms"
-        elif name.startswith("persisted."):
-            metric = "persisted.restart_s"
-        if metric:
-            notes[metric] = (notes.get(metric, "") + f" {name} ERROR {message[:300]}").strip()
-    return notes
+        if "mq" in only:
+            self.guarded("mq", lambda: mq.run_section(self))
 
 
 def stop_on_signals() -> None:
@@ -484,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         "exit_jobs": args.exit_jobs,
         "persisted_jobs": args.persisted,
         "status_requests": args.status_requests,
+        "mq_jobs": args.mq_jobs,
+        "mq_exit_jobs": args.mq_exit_jobs,
+        "mq_outage_jobs": args.mq_outage_jobs,
         "our_options": args.our_options,
         **machine_meta(run.workdir, run.client_dir),
     }
@@ -507,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
           "both queued_python with 8 concurrent jobs and a private token")
     if args.our_options:
         print(f"our server extra options: {args.our_options}")
+    if "mq" in args.only:
+        print("message queue: broker {}:{}; {} trivial jobs, {} exit jobs, {} outage jobs; ours and reference both "
+              "pulsar-main, each driven by its own client library".format(*mq.broker_address(args.amqp_url), args.mq_jobs,
+                                                                        args.mq_exit_jobs, args.mq_outage_jobs))
     print("gain = how many times better we are (us/ref for rates, ref/us for times and sizes); MB = 10^6 bytes")
     print()
     print(report.render(summary, notes))
