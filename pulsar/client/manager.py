@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, overload
 
 from pulsar.client.client import JobClient
 from pulsar.client.destination import base_url, url_to_destination_params
@@ -72,6 +72,27 @@ class ClientManager:
 
     def shutdown(self, ensure_cleanup: bool = False) -> None:
         """Nothing to stop: HTTP clients own no threads."""
+
+
+_RelayArgs = str | None  # the relay_* parameters (refused; kept for Galaxy's signature)
+
+
+@overload
+def build_client_manager(
+    job_manager: Any = None, relay_url: _RelayArgs = None, relay_username: _RelayArgs = None,
+    relay_password: _RelayArgs = None, relay_topic_prefix: _RelayArgs = None, relay_refresh_token: _RelayArgs = None,
+    amqp_url: None = None, k8s_enabled: bool | None = None, tes_enabled: bool | None = None,
+    gcp_batch_enabled: bool | None = None, **kwargs: Any,
+) -> ClientManager: ...
+
+
+@overload
+def build_client_manager(
+    job_manager: Any = None, relay_url: _RelayArgs = None, relay_username: _RelayArgs = None,
+    relay_password: _RelayArgs = None, relay_topic_prefix: _RelayArgs = None, relay_refresh_token: _RelayArgs = None,
+    *, amqp_url: str, k8s_enabled: bool | None = None, tes_enabled: bool | None = None,
+    gcp_batch_enabled: bool | None = None, **kwargs: Any,
+) -> MessageQueueClientManager: ...
 
 
 def build_client_manager(

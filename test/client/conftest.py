@@ -1,4 +1,6 @@
-"""Fixtures for client tests: the real server in-process, and the reference server."""
+"""Fixtures for client tests: the real server in-process, and the reference server; the
+message-queue fixtures (`broker`, `managers`) live in mq_broker.py, `fake_galaxy` in
+test/support/galaxy_files.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from test.client.mq_broker import broker, managers  # noqa: F401  (fixtures)
+from test.support.galaxy_files import fake_galaxy  # noqa: F401  (fixture)
 from test.support.server import free_port, kill_process_tree, wait_until_healthy
 
 REFERENCE_TOKEN = "reference-token-not-secret"

@@ -1,4 +1,5 @@
-"""Raw kombu on the real broker, playing the Pulsar server for the MQ client tests.
+"""Raw kombu on the real broker, playing the Pulsar server for the MQ client tests, and the
+fixtures those tests share (`broker`, `managers`; imported by test/client/conftest.py).
 
 Deliberately independent of `pulsar.shared.amqp`: what the client sends is read here the
 way any server would read it (queue names, body, AMQP properties), and what a server sends
@@ -10,10 +11,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import kombu
+import pytest
 
+from pulsar.client import MessageQueueClientManager, build_client_manager
 from test.support.rabbitmq import rabbitmqctl
 
 LOGICAL_QUEUES = ("setup", "kill", "status", "status_update", "setup_ack", "kill_ack", "status_update_ack")
@@ -95,18 +99,6 @@ class RawBroker:
         self.connection.release()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def _table(*args: str) -> list[list[str]]:
     """Rows of a `rabbitmqctl -q list_*` table (header dropped)."""
     lines = rabbitmqctl(*args).splitlines()
@@ -123,11 +115,39 @@ def close_consumer_connections(queue: str) -> int:
     return len(connections)
 
 
-def raw_broker(url: str, manager: str, prefix: str | None = None) -> Iterator[RawBroker]:
-    """Generator body for a fixture: the broker view, all queues deleted afterwards."""
-    broker = RawBroker(url, manager, prefix)
+@pytest.fixture
+def broker(amqp_url: str, unique_manager: str) -> Iterator[RawBroker]:
+    """The test manager's queues seen raw; all deleted at teardown."""
+    raw = RawBroker(amqp_url, unique_manager)
     try:
-        yield broker
+        yield raw
     finally:
-        broker.delete_all()
-        broker.close()
+        raw.delete_all()
+        raw.close()
+
+
+ManagerFactory = Callable[..., MessageQueueClientManager]
+
+
+@pytest.fixture
+def managers(amqp_url: str, unique_manager: str, tmp_path: Path) -> Iterator[ManagerFactory]:
+    """`managers(callback=None, **options)`: a client manager built as Galaxy's runner builds it
+    (persistence below tmp_path unless overridden).  With a callback also Galaxy's start-up:
+    status consumer, ack consumers, all connected.  Every manager is shut down at teardown."""
+    built: list[MessageQueueClientManager] = []
+
+    def start(callback: Callable[[dict[str, Any]], None] | None = None, **options: Any) -> MessageQueueClientManager:
+        options.setdefault("persistence_directory", str(tmp_path / "galaxy-persist"))
+        manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, cache=None, transport=None,
+                                       **options)
+        assert isinstance(manager, MessageQueueClientManager)
+        built.append(manager)
+        if callback is not None:
+            manager.ensure_has_status_update_callback(callback)
+            manager.ensure_has_ack_consumers()
+            assert manager.wait_connected(15), "consumers did not connect"
+        return manager
+
+    yield start
+    for manager in built:
+        manager.shutdown()

@@ -21,8 +21,36 @@ from pulsar.client import (
     ClientOutputs,
     PathMapper,
 )
+from test.support.polling import wait_for
 
 INPUT_BYTES = b"input line 1\ninput line 2\n"
+
+
+class Galaxy:
+    """The runner's `__async_update` callback: records every document it is handed (and
+    raises for the first `fail_first`, like a Galaxy that cannot load the job)."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail_first = fail_first
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        self.received.append(body)
+        if len(self.received) <= self.fail_first:
+            raise RuntimeError("Galaxy could not load the job")
+
+    def statuses(self, job_id: str) -> list[str]:
+        return [b["status"] for b in self.received if b.get("job_id") == job_id]
+
+    def wait(self, job_id: str, status: str, timeout: float = 15.0) -> None:
+        wait_for(lambda: status in self.statuses(job_id), timeout, what=f"{status} of job {job_id}")
+
+    def wait_terminal(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        def terminal() -> dict[str, Any] | None:
+            return next((b for b in self.received if b.get("job_id") == job_id and b.get("complete") == "true"), None)
+
+        document: dict[str, Any] = wait_for(terminal, timeout, what=f"a terminal update for job {job_id}")
+        return document
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,39 +16,14 @@ from pulsar.client import (
     submit_job,
 )
 from pulsar.client.exceptions import PulsarClientError, UnsupportedClientMode
-from test.client.mq_broker import RawBroker, raw_broker, wait_for
+from test.client.mq_broker import ManagerFactory, RawBroker
 from test.client.mq_jobs import destination, galaxy_job
+from test.support.polling import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
 SETUP_KEYS = {"job_id", "command_line", "setup_params", "remote_staging", "env", "dynamic_file_sources",
               "token_endpoint"}
-
-ManagerFactory = Callable[..., MessageQueueClientManager]
-
-
-@pytest.fixture
-def broker(amqp_url: str, unique_manager: str) -> Iterator[RawBroker]:
-    yield from raw_broker(amqp_url, unique_manager)
-
-
-@pytest.fixture
-def managers(amqp_url: str, unique_manager: str, tmp_path: Path) -> Iterator[ManagerFactory]:
-    """Build client managers exactly as Galaxy's runner does; all shut down at teardown."""
-    built: list[MessageQueueClientManager] = []
-
-    def build(**options: Any) -> MessageQueueClientManager:
-        options.setdefault("persistence_directory", str(tmp_path / "galaxy-persist"))
-        manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, cache=None, transport=None,
-                                       **options)
-        assert isinstance(manager, MessageQueueClientManager)
-        built.append(manager)
-        return manager
-
-    yield build
-    for manager in built:
-        manager.shutdown()
-
 
 def client_for(manager: MessageQueueClientManager, tmp_path: Path, job_id: str, **extra: Any) -> MessageJobClient:
     return manager.get_client(destination(tmp_path / "remote-jobs", **extra), job_id=job_id,

@@ -7,37 +7,17 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from pulsar.client import MessageQueueClientManager, build_client_manager
+from pulsar.client import MessageQueueClientManager
 from pulsar.client.exceptions import PulsarClientError
-from test.client.mq_broker import RawBroker, close_consumer_connections, raw_broker, wait_for
-from test.client.mq_jobs import destination
+from test.client.mq_broker import ManagerFactory, RawBroker, close_consumer_connections
+from test.client.mq_jobs import Galaxy, destination
+from test.support.polling import wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-ManagerFactory = Callable[..., MessageQueueClientManager]
-
-
-class Galaxy:
-    """Galaxy's `__async_update`: records every document it is handed."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.fail_first = fail_first
-
-    def __call__(self, body: dict[str, Any]) -> None:
-        self.received.append(body)
-        if len(self.received) <= self.fail_first:
-            raise RuntimeError("Galaxy could not load the job")
-
-    def statuses(self, job_id: str) -> list[str]:
-        return [b["status"] for b in self.received if b.get("job_id") == job_id]
-
-    def wait(self, job_id: str, status: str, timeout: float = 15.0) -> None:
-        wait_for(lambda: status in self.statuses(job_id), timeout, f"{status} of job {job_id}")
 
 
 def running(job_id: str) -> dict[str, Any]:
@@ -46,32 +26,6 @@ def running(job_id: str) -> dict[str, Any]:
 
 def terminal(job_id: str, status: str = "complete") -> dict[str, Any]:
     return {"job_id": job_id, "complete": "true", "status": status, "returncode": 0, "stdout": "", "stderr": ""}
-
-
-@pytest.fixture
-def broker(amqp_url: str, unique_manager: str) -> Iterator[RawBroker]:
-    yield from raw_broker(amqp_url, unique_manager)
-
-
-@pytest.fixture
-def managers(amqp_url: str, unique_manager: str, tmp_path: Path) -> Iterator[ManagerFactory]:
-    """Galaxy's runner start-up: build, status callback, ack consumers (all shut down at teardown)."""
-    built: list[MessageQueueClientManager] = []
-
-    def start(callback: Callable[[dict[str, Any]], None], **options: Any) -> MessageQueueClientManager:
-        options.setdefault("persistence_directory", str(tmp_path / "galaxy-persist"))
-        manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, cache=None, transport=None,
-                                       **options)
-        assert isinstance(manager, MessageQueueClientManager)
-        built.append(manager)
-        manager.ensure_has_status_update_callback(callback)
-        manager.ensure_has_ack_consumers()
-        assert manager.wait_connected(15), "consumers did not connect"
-        return manager
-
-    yield start
-    for manager in built:
-        manager.shutdown()
 
 
 def launch(manager: MessageQueueClientManager, broker: RawBroker, tmp_path: Path, job_id: str) -> None:

@@ -9,45 +9,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from pulsar.client import MessageQueueClientManager, PulsarOutputs, build_client_manager, finish_job, submit_job
-from test.client.mq_broker import RawBroker, raw_broker, wait_for
-from test.client.mq_jobs import INPUT_BYTES, destination, galaxy_job
-from test.support.galaxy_files import FakeGalaxy, fake_galaxy  # noqa: F401  (fixture)
+from pulsar.client import MessageQueueClientManager, PulsarOutputs, finish_job, submit_job
+from test.client.mq_broker import ManagerFactory, RawBroker
+from test.client.mq_jobs import INPUT_BYTES, Galaxy, destination, galaxy_job
+from test.support.galaxy_files import FakeGalaxy
+from test.support.polling import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 core = pytest.importorskip("pulsar.core")
 pytest.importorskip("pulsar.messaging")
-
-
-class Galaxy:
-    """The runner's `__async_update`: records the documents it is handed."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    def __call__(self, body: dict[str, Any]) -> None:
-        self.received.append(body)
-
-    def statuses(self, job_id: str) -> list[str]:
-        return [b["status"] for b in self.received if b.get("job_id") == job_id]
-
-    def wait_terminal(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        def terminal() -> dict[str, Any] | None:
-            for body in self.received:
-                if body.get("job_id") == job_id and body.get("complete") == "true":
-                    return body
-            return None
-
-        return wait_for(terminal, timeout, f"a terminal update for job {job_id}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def broker(amqp_url: str, unique_manager: str) -> Iterator[RawBroker]:
-    yield from raw_broker(amqp_url, unique_manager)
 
 
 @pytest.fixture
@@ -70,25 +44,6 @@ def server(amqp_url: str, unique_manager: str, tmp_path: Path, broker: RawBroker
         app.shutdown()
 
 
-@pytest.fixture
-def managers(amqp_url: str, unique_manager: str, tmp_path: Path) -> Iterator[Callable[[Galaxy], MessageQueueClientManager]]:
-    built: list[MessageQueueClientManager] = []
-
-    def start(galaxy: Galaxy) -> MessageQueueClientManager:
-        manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, cache=None, transport=None,
-                                       persistence_directory=str(tmp_path / "galaxy-persist"))
-        assert isinstance(manager, MessageQueueClientManager)
-        built.append(manager)
-        manager.ensure_has_status_update_callback(galaxy)
-        manager.ensure_has_ack_consumers()
-        assert manager.wait_connected(15)
-        return manager
-
-    yield start
-    for manager in built:
-        manager.shutdown()
-
-
 def get_client(manager: MessageQueueClientManager, tmp_path: Path, galaxy: FakeGalaxy, job_id: str) -> Any:
     return manager.get_client(destination(tmp_path / "staging"), job_id, files_endpoint=galaxy.files_endpoint(job_id),
                               token_endpoint=None, env=[])
@@ -103,8 +58,8 @@ def galaxy_finish(manager: MessageQueueClientManager, tmp_path: Path, galaxy: Fa
                       pulsar_outputs=outputs)
 
 
-def test_remote_transfer_job_round_trip(server: Any, managers: Callable[[Galaxy], MessageQueueClientManager],
-                                        fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+def test_remote_transfer_job_round_trip(server: Any, managers: ManagerFactory,
+                                        fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:
     galaxy = Galaxy()
     manager = managers(galaxy)
     client = get_client(manager, tmp_path, fake_galaxy, "501")
@@ -121,11 +76,13 @@ def test_remote_transfer_job_round_trip(server: Any, managers: Callable[[Galaxy]
     assert all(r.status == 200 for r in fake_galaxy.requests_for("501"))
 
     assert galaxy_finish(manager, tmp_path, fake_galaxy, "501", job.description.client_outputs) == []
-    assert "501" not in manager.status_cache and manager.tracker.active_jobs() == []
+    assert "501" not in manager.status_cache
+    # marked done right after the callback returned (in the consumer thread)
+    wait_for(lambda: manager.tracker.active_jobs() == [], what="job 501 no longer active")
 
 
-def test_non_zero_exit_is_reported_complete_with_the_code(server: Any, managers: Callable[[Galaxy], Any],
-                                                          fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+def test_non_zero_exit_is_reported_complete_with_the_code(server: Any, managers: ManagerFactory,
+                                                          fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:
     galaxy = Galaxy()
     manager = managers(galaxy)
     client = get_client(manager, tmp_path, fake_galaxy, "502")
@@ -135,13 +92,13 @@ def test_non_zero_exit_is_reported_complete_with_the_code(server: Any, managers:
     assert (final["status"], final["returncode"]) == ("complete", 3)
 
 
-def test_kill_then_status_request_reports_cancelled(server: Any, managers: Callable[[Galaxy], Any],
-                                                    fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+def test_kill_then_status_request_reports_cancelled(server: Any, managers: ManagerFactory,
+                                                    fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:
     galaxy = Galaxy()
     manager = managers(galaxy)
     client = get_client(manager, tmp_path, fake_galaxy, "503")
     client.launch("sleep 120", job_config=client.setup("sleeper", "1"))
-    wait_for(lambda: "running" in galaxy.statuses("503"), 60, "job 503 running")
+    galaxy.wait("503", "running", timeout=60)
     client.kill()
     deadline = time.monotonic() + 60
     while "cancelled" not in galaxy.statuses("503"):  # no update after a kill (B6): ask
@@ -152,8 +109,8 @@ def test_kill_then_status_request_reports_cancelled(server: Any, managers: Calla
 
 @pytest.mark.parametrize("server_options", [{"message_queue_cleanup_job": "never"}])
 def test_restarted_client_asks_again_for_an_update_it_lost(
-        server: Any, managers: Callable[[Galaxy], MessageQueueClientManager], broker: RawBroker,
-        fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:  # noqa: F811
+        server: Any, managers: ManagerFactory, broker: RawBroker,
+        fake_galaxy: FakeGalaxy, tmp_path: Path) -> None:
     """B26: Galaxy goes down while a job finishes and the updates are lost (here: taken off
     the queue by the test); on restart the client asks the server, which answers with the terminal document.
     (With the default `message_queue_cleanup_job: always` the server has removed the job once
