@@ -92,7 +92,7 @@ class JobTracker:
                 self._aliases[job_id] = galaxy_job_id
                 self._aliases[galaxy_job_id] = job_id
             if self.directory is not None:
-                _unlink(self.directory / "done" / job_file_name(job_id))
+                (self.directory / "done" / job_file_name(job_id)).unlink(missing_ok=True)
                 record = {"job_id": job_id, "galaxy_job_id": galaxy_job_id, "launched_at": time.time()}
                 atomic_write_json(self.directory / "active" / job_file_name(job_id), record)
 
@@ -101,7 +101,7 @@ class JobTracker:
         with self._lock:
             self._drop_alias(job_id)
             if self.directory is not None:
-                _unlink(self.directory / "active" / job_file_name(job_id))
+                (self.directory / "active" / job_file_name(job_id)).unlink(missing_ok=True)
 
     def active_jobs(self) -> list[str]:
         """Ids of jobs launched but not yet seen terminal (persisted ones, oldest first)."""
@@ -116,7 +116,7 @@ class JobTracker:
                 continue
             job_id = str(record["job_id"])
             if (self.directory / "done" / entry.name).exists():
-                _unlink(Path(entry.path))  # crashed between writing done/ and removing active/
+                Path(entry.path).unlink(missing_ok=True)  # crashed between writing done/ and removing active/
                 continue
             galaxy_id = record.get("galaxy_job_id")
             with self._lock:
@@ -156,7 +156,7 @@ class JobTracker:
             return
         name = job_file_name(job_id)
         atomic_write_json(self.directory / "done" / name, {"job_id": job_id, "status": status, "at": time.time()})
-        _unlink(self.directory / "active" / name)
+        (self.directory / "active" / name).unlink(missing_ok=True)
 
     # -- Galaxy's reads and clean-up ------------------------------------------------------
 
@@ -244,10 +244,3 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         log.warning("ignoring job record %s without a job_id", path)
         return None
     return record
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
