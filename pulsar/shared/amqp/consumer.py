@@ -12,6 +12,10 @@ Guarantees (spec §2.4, §4.4, B1):
   `check()` returns false.
 * Heartbeats (if configured) are checked on every pass, and `check()` is polled at least
   every `consumer_timeout` (or every second when that is None).
+
+Callbacks run on the consumer's thread, between heartbeat checks: one that blocks for longer
+than two negotiated heartbeats (RabbitMQ: 2 x 60 s) gets the connection dropped by the
+broker, and the message is redelivered.  Hand long work to another thread.
 """
 
 from __future__ import annotations

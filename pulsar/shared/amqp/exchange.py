@@ -121,8 +121,9 @@ class PulsarExchange:
         With acks on (and no `force_noack` in the payload, and not an `_ack` queue) the ack
         keys are added and the message is stored for the republisher before it is sent.
         Raises `PublishError` when the broker did not confirm after the retries (then no ack
-        entry is left behind), `ValueError` for an unknown queue, a body that is not JSON
-        serialisable or one larger than `MAX_BODY_BYTES` (retrying cannot help those).
+        entry is left behind); `ValueError` for an unknown queue or a body larger than
+        `MAX_BODY_BYTES`, `TypeError` for one that is not JSON serialisable (retrying cannot
+        help those).
         """
         self._check_queue(logical)
         body = dict(payload)
