@@ -92,6 +92,9 @@ class MessageQueueBinding:
                 name=f"status outbox of manager {service.name}",
             )
         self.consumers: list[ConsumerThread] = []
+        #: Held while a setup is admitted and submitted, and while a job is settled and
+        #: cleaned, so a new setup reusing an id cannot have its directory cleaned away.
+        self._admission = threading.Lock()
         self._stopping = threading.Event()
         self._maintainer: threading.Thread | None = None
         if self.outbox is not None:
@@ -152,18 +155,19 @@ class MessageQueueBinding:
         if job_id is None:
             return
         digest = setup_digest(body)
-        if self._is_duplicate(job_id, digest):
-            return
-        if body.get("cvmfsexec"):
-            log.warning("job %s: cvmfsexec is not supported by this server; running the command as is", job_id)
-        self.ledger.received(job_id, digest)
-        try:
-            self.service.submit_request(job_id, parse_submit_message(body))
-        except PulsarError as exc:  # the request's fault; record_failure logs it
-            self.service.record_failure(job_id, f"setup refused: {exc.detail}")
-        except Exception as exc:
-            log.exception("job %s: setup failed", job_id)
-            self.service.record_failure(job_id, f"setup failed: {exc}")
+        with self._admission:
+            if self._is_duplicate(job_id, digest):
+                return
+            if body.get("cvmfsexec"):
+                log.warning("job %s: cvmfsexec is not supported by this server; running the command as is", job_id)
+            self.ledger.received(job_id, digest)
+            try:
+                self.service.submit_request(job_id, parse_submit_message(body))
+            except PulsarError as exc:  # the request's fault; record_failure logs it
+                self.service.record_failure(job_id, f"setup refused: {exc.detail}")
+            except Exception as exc:
+                log.exception("job %s: setup failed", job_id)
+                self.service.record_failure(job_id, f"setup failed: {exc}")
 
     def _is_duplicate(self, job_id: str, digest: str) -> bool:
         state = self.service.job_state(job_id)
@@ -219,15 +223,16 @@ class MessageQueueBinding:
         """The broker confirmed a terminal update: settle the job and clean up after it
         (only jobs that came over the queue, and only once)."""
         job_id = str(document.get("job_id"))
-        try:
-            state = self.service.job_state(job_id)
-        except InvalidArgument:
-            return
-        if state is not None and not state.terminal:
-            return  # the id was set up again meanwhile; that job is not finished
-        before = self.ledger.settle(job_id)
-        if before is not None and before.settled is None:
-            self._clean(job_id, document.get("status"), document.get("returncode"))
+        with self._admission:
+            try:
+                state = self.service.job_state(job_id)
+            except InvalidArgument:
+                return
+            if state is not None and not state.terminal:
+                return  # the id was set up again meanwhile; that job is not finished
+            before = self.ledger.settle(job_id)
+            if before is not None and before.settled is None:
+                self._clean(job_id, document.get("status"), document.get("returncode"))
 
     def _clean(self, job_id: str, status: Any, returncode: Any) -> None:
         policy = self.options.cleanup_job
@@ -274,10 +279,11 @@ class MessageQueueBinding:
                 if now - entry.settled > RETENTION:
                     self.ledger.forget(entry.job_id)
                 continue
-            state = self.service.job_state(entry.job_id)
-            if entry.cancelled is not None and now - entry.cancelled > self.options.cancelled_grace:
-                if state in (None, JobState.CANCELLED):
-                    self.ledger.settle(entry.job_id)
-                    self._clean(entry.job_id, JobState.CANCELLED.status.value, None)
-            elif state is None and now - entry.received > RETENTION:
-                self.ledger.forget(entry.job_id)
+            with self._admission:
+                state = self.service.job_state(entry.job_id)
+                if entry.cancelled is not None and now - entry.cancelled > self.options.cancelled_grace:
+                    if state in (None, JobState.CANCELLED):
+                        self.ledger.settle(entry.job_id)
+                        self._clean(entry.job_id, JobState.CANCELLED.status.value, None)
+                elif state is None and now - entry.received > RETENTION:
+                    self.ledger.forget(entry.job_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pulsar.shared.amqp.connection import Backoff
-from pulsar.util.fileio import atomic_write_json, read_json
+from pulsar.util.fileio import atomic_write_bytes, read_json
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class Outbox:
         with self._lock:  # one writer at a time, so files appear in sequence order
             seq = next(self._seq)
             entry = {"seq": seq, "id": uuid.uuid4().hex, "ts": time.time(), "payload": document}
-            atomic_write_json(self.directory / f"{seq:020d}-{entry['id']}{_SUFFIX}", entry)
+            # not atomic_write_json: that sorts keys, and the document goes out as it came
+            atomic_write_bytes(self.directory / f"{seq:020d}-{entry['id']}{_SUFFIX}", json.dumps(entry).encode())
         self._wake.set()
 
     # -- reading -----------------------------------------------------------------------
