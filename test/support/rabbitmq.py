@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -139,7 +139,38 @@ def amqp_url() -> str:
     return require_broker()
 
 
+#: Every logical queue of a manager (mq-protocol.md §2.2).
+LOGICAL_QUEUES = ("setup", "kill", "status", "status_update", "setup_ack", "kill_ack", "status_update_ack")
+
+
+def delete_manager_queues(url: str, manager: str) -> None:
+    """Delete the queues of `manager` (those that exist), so a long run leaves no thousands
+    of durable queues behind on the broker."""
+    import kombu  # the broker tests' dependency only
+
+    prefix = queue_prefix(manager)
+    with kombu.Connection(url, connect_timeout=10) as connection:
+        for logical in LOGICAL_QUEUES:
+            channel = connection.channel()
+            try:
+                channel.queue_delete(queue=f"{prefix}_{logical}")
+            except connection.channel_errors:
+                pass
+            finally:
+                try:
+                    channel.close()
+                except connection.connection_errors + connection.channel_errors:
+                    pass
+
+
 @pytest.fixture
-def unique_manager() -> str:
-    """A manager name no other test uses: its queues are `pulsar_<name>__setup` etc."""
-    return unique_name("mgr")
+def unique_manager() -> Iterator[str]:
+    """A manager name no other test uses: its queues are `pulsar_<name>__setup` etc., deleted
+    at teardown when the broker is up."""
+    name = unique_name("mgr")
+    yield name
+    if port_open():
+        try:
+            delete_manager_queues(broker_url(), name)
+        except Exception as exc:  # cleanup only: a broker restarting in a fault test, say
+            print(f"could not delete the queues of manager {name}: {exc}")
