@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from pulsar import core
 from pulsar.client import MessageQueueClientManager, PulsarOutputs, finish_job, submit_job
 from test.client.mq_broker import ManagerFactory, RawBroker
 from test.client.mq_jobs import INPUT_BYTES, Galaxy, destination, galaxy_job
@@ -20,8 +21,6 @@ from test.support.galaxy_files import FakeGalaxy
 from test.support.polling import wait_for
 
 pytestmark = pytest.mark.rabbitmq
-core = pytest.importorskip("pulsar.core")
-pytest.importorskip("pulsar.messaging")
 
 
 @pytest.fixture
