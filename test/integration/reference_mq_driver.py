@@ -57,6 +57,7 @@ except ImportError:  # 0.15.x keeps them in the package itself
 log = logging.getLogger("mq_driver")
 TERMINAL = ("complete", "failed", "cancelled", "lost")
 JOB_TIMEOUT = 120.0  # every job reaches a terminal state well within this, or the run reports it
+REPLY_TIMEOUT = 10.0  # a status request is answered in ~10 ms (mq-protocol §4.1), if at all
 QUIET_AFTER_KILL = 6.0  # > 10 monitor sweeps of the reference: long enough to see an unprompted update
 SETTLE = 3.0  # after the last terminal update: duplicates would arrive within this
 TOOL_ID, TOOL_VERSION = "mq_interop_tool", "1.0"
@@ -247,8 +248,18 @@ def scenario_cancel(job):
     job.result["process_marker"] = marker
 
 
+def scenario_status_unknown(job):
+    """`client.get_status()` for a job the server never saw (Galaxy's MQ runner never calls it,
+    other tools do): 0.15.15 sends it to the SETUP queue (mq-protocol B8), later ones to `status`."""
+    job.submitted_at = time.monotonic()
+    job.result["returned_id"] = job.job_id
+    job.client.get_status()
+    job.result["job_directory"] = job.remote_job_dir
+
+
 SCENARIOS = {"ok": scenario_ok, "exit3": scenario_exit3, "input_404": scenario_input_404,
-             "output_500": scenario_output_500, "output_403": scenario_output_403, "cancel": scenario_cancel}
+             "output_500": scenario_output_500, "output_403": scenario_output_403, "cancel": scenario_cancel,
+             "status_unknown": scenario_status_unknown}
 
 
 # ---------------------------------------------------------------------------------- the runner
@@ -345,8 +356,13 @@ class Driver:
                 self.cancel(jobs["cancel"])
             except Exception:
                 jobs["cancel"].result["error"] = traceback.format_exc()
+            finally:  # whatever happened, leave no 300 s tool behind to report later
+                kill_processes_with(jobs["cancel"].result["process_marker"])
         for name, job in jobs.items():
             if "error" in job.result or name == "cancel":
+                continue
+            if name == "status_unknown":  # an answer comes within milliseconds, or never
+                self.recorder.wait_for(job.job_id, TERMINAL, REPLY_TIMEOUT)
                 continue
             body = self.recorder.wait_for(job.job_id, TERMINAL, JOB_TIMEOUT)
             if body is None:
@@ -363,6 +379,8 @@ class Driver:
                                      for t, body in self.recorder.for_job(job.job_id)] if job.submitted_at else []
             if "galaxy_output_path" in job.result:
                 job.result["galaxy_output"] = read(job.result["galaxy_output_path"])
+            if "job_directory" in job.result:
+                job.result["job_directory_exists"] = os.path.exists(job.result["job_directory"])
             if "tool_ran_marker" in job.result:
                 job.result["tool_ran"] = os.path.exists(job.result["tool_ran_marker"])
         known = {job.job_id for job in jobs.values()}
@@ -393,7 +411,15 @@ def unacknowledged(persistence_directory):
     return found
 
 
-def processes_with(marker):
+def kill_processes_with(marker):
+    for pid in processes_with(marker, pids=True):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+
+
+def processes_with(marker, pids=False):
     """Command lines of live processes that mention `marker` (a killed job leaves none)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -405,7 +431,7 @@ def processes_with(marker):
         except OSError:
             continue
         if marker in cmdline and not zombie and int(pid) != os.getpid():
-            found.append(cmdline.strip())
+            found.append(int(pid) if pids else cmdline.strip())
     return found
 
 

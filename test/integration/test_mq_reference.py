@@ -36,7 +36,7 @@ REFERENCE_CLIENTS = ["galaxy-lib-0.15.15", "galaxy-lib-0.15.16", "galaxy-lib-0.1
 OURS = "ours"
 PAIRS = [(client, "reference") for client in REFERENCE_CLIENTS] + [(OURS, "reference")] + \
         [(client, OURS) for client in REFERENCE_CLIENTS] + [(OURS, OURS)]
-SCENARIOS = ["ok", "exit3", "input_404", "output_500", "output_403", "cancel"]
+SCENARIOS = ["ok", "exit3", "input_404", "output_500", "output_403", "cancel", "status_unknown"]
 TERMINAL = {"complete", "failed", "cancelled", "lost"}
 #: the keys of a full terminal status document (mq-protocol.md §3.5)
 TERMINAL_KEYS = {"job_id", "complete", "status", "returncode", "stdout", "stderr", "job_stdout", "job_stderr",
@@ -218,6 +218,20 @@ def test_kill_stops_the_job_and_publishes_nothing(observed: dict[str, Any]) -> N
     # ... but a status request answers it, and the process tree is gone
     assert result["status_reply"] == "cancelled"
     assert result["survivors"] == []
+
+
+def test_status_request_for_an_unknown_job(observed: dict[str, Any], request: pytest.FixtureRequest) -> None:
+    """On the `status` queue (0.15.16+, ours): one `lost` document (B24).  0.15.15 asks on the
+    SETUP queue: the reference server takes it for a launch and publishes one `failed` (B8);
+    ours neither creates nor fails the job and does not answer (mq-protocol §8.8).  No job
+    directory either way."""
+    client, server_kind = request.node.callspec.params["observed"]
+    result = job(observed, "status_unknown")
+    if client == "galaxy-lib-0.15.15":
+        assert statuses(result) == (["failed"] if server_kind == "reference" else [])
+    else:
+        assert statuses(result) == ["lost"]
+    assert result["job_directory_exists"] is False
 
 
 def test_no_updates_for_unknown_jobs_and_clean_shutdown(observed: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 
 A webless server opens no port, so "ready" means: its manager's `..._setup` queue has a
 consumer on the broker.  Stopping sends SIGINT (the reference shuts down in order only on
-Ctrl-C; SIGTERM kills it at once, mq-protocol.md B23), then kills the process tree.
+Ctrl-C; SIGTERM kills it at once, mq-protocol.md B23), then kills the process tree and any
+job still running from its staging directory.
 
     server = start_reference_mq_server(tmp_path / "ref", amqp_url, manager="mgr123")
     server.staging_directory   # = the `jobs_directory` Galaxy's destination must name
@@ -18,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from test.support.rabbitmq import broker_url, queue_prefix, wait_for_consumers
 from test.support.reference import reference_bin
@@ -60,7 +63,7 @@ class MqServer:
                                             start_new_session=True)
         try:
             wait_for_consumers(self.admin_url, self.queue("setup"), timeout, alive=self.running)
-        except (RuntimeError, TimeoutError) as exc:
+        except BaseException as exc:  # never leave a server behind, whatever stopped the wait
             self.kill()
             raise RuntimeError(f"{exc}\n{self.log_text()[-5000:]}") from None
         return self
@@ -78,12 +81,21 @@ class MqServer:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.kill_jobs()
         return self.process.returncode
 
     def kill(self) -> None:
         if self.process is not None:
             kill_process_tree(self.process.pid)
             self.process.wait()
+
+    def kill_jobs(self) -> None:
+        """Kill what still runs from this server's staging directory: a server's stop leaves its
+        jobs running by design (they survive restarts), a test must not leave them behind."""
+        staging = self.staging_directory
+        for process in psutil.process_iter(["cmdline"]):
+            if any(staging in part for part in process.info["cmdline"] or ()):
+                kill_process_tree(process.pid)
 
     def log_text(self) -> str:
         return _tail(self.log_path, 200)

@@ -112,13 +112,17 @@ def wait_for_consumers(url: str, queue: str, timeout: float = 60.0, alive: Calla
     """Poll until `queue` has a consumer; TimeoutError after `timeout`, RuntimeError as soon as
     `alive()` (e.g. "the server process still runs") turns false."""
     deadline = time.monotonic() + timeout
+    last_error = ""
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             raise RuntimeError(f"gave up waiting for a consumer on {queue}: the process exited")
-        if queue_consumers(url, queue):
-            return
+        try:
+            if queue_consumers(url, queue):
+                return
+        except Exception as exc:  # the broker is (re)starting: keep polling until the deadline
+            last_error = f" (last error: {exc!r})"
         time.sleep(0.2)
-    raise TimeoutError(f"nobody consumes {queue} after {timeout}s")
+    raise TimeoutError(f"nobody consumes {queue} after {timeout}s{last_error}")
 
 
 def queue_prefix(manager: str, amqp_key_prefix: str | None = None) -> str:
