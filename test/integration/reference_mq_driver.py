@@ -54,6 +54,9 @@ except ImportError:  # 0.15.x keeps them in the package itself
         PulsarOutputs,
     )
 
+# the REST driver beside this script (its directory is sys.path[0]), run by the same python
+from reference_client_jobs import read, write
+
 log = logging.getLogger("mq_driver")
 TERMINAL = ("complete", "failed", "cancelled", "lost")
 JOB_TIMEOUT = 120.0  # every job reaches a terminal state well within this, or the run reports it
@@ -75,20 +78,6 @@ class Dependencies:
 
     def to_dict(self):
         return {"requirements": [], "installed_tool_dependencies": []}
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-    return path
-
-
-def read(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        return handle.read()
 
 
 class Recorder:
