@@ -61,7 +61,10 @@ class _Handler(_JobFilesHandler):
         """Requests are recorded as `FilesRequest`s instead."""
 
     def send_response(self, code: int, message: str | None = None) -> None:
-        self._answered = code
+        """Record the request as it is answered, so a client that got its answer finds it."""
+        method, job_id, query = getattr(self, "_seen", (self.command, None, {}))  # e.g. a 501 for PUT
+        self.server.record(FilesRequest(method, job_id, query.get("job_key"), query.get("path"),
+                                        query.get("file_type"), code))
         super().send_response(code, message)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -71,11 +74,11 @@ class _Handler(_JobFilesHandler):
         self._handle("POST", super().do_POST)
 
     def _handle(self, method: str, serve: Any) -> None:
-        self._answered = 0
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         parts = url.path.strip("/").split("/")
         job_id = parts[2] if len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[3] == "files" else None
+        self._seen = (method, job_id, query)
         fault = self.server.take_fault(method, query.get("path"))
         if job_id is None:
             self._drain()
@@ -85,14 +88,13 @@ class _Handler(_JobFilesHandler):
             self._reply(fault, f"injected failure {fault}".encode())
         else:
             serve()
-        self.server.record(FilesRequest(method, job_id, query.get("job_key"), query.get("path"),
-                                        query.get("file_type"), self._answered))
 
 
 class _Server(http.server.ThreadingHTTPServer):
     """Holds what the reused handler reads (`root`, `job_key`, `served`, `received`)."""
 
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog (default 5): many jobs stage at once
 
     def __init__(self, root: Path, job_key: str):
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -144,7 +146,7 @@ class FakeGalaxy:
 
     @property
     def requests(self) -> list[FilesRequest]:
-        """Every request so far, in the order they finished."""
+        """Every request answered so far, in the order of the answers."""
         with self._server.lock:
             return list(self._server.requests)
 
