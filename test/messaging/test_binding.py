@@ -252,3 +252,47 @@ def test_consume_only_publishes_nothing(galaxy: GalaxyQueues, mq_app: App) -> No
     galaxy.send("setup", setup_body("quiet", "true"))
     wait_for(lambda: service.job_state("quiet") is JobState.COMPLETE, what="the job to end")
     assert galaxy.broker.depth("status_update") == 0
+
+
+def test_acks_both_ways(galaxy: GalaxyQueues, mq_app: App) -> None:
+    """mq-protocol 3.6 with acks on the server: a setup asking for an ack is answered on
+    setup_ack; our updates ask for one, and Galaxy's reply ends their republishing."""
+    app = mq_app(amqp_acknowledge=True)
+    exchange = app.bindings[0].exchange
+    assert exchange.stores is not None
+    request_uuid = "6f1c1f6e-0000-11ee-8000-0000000000a1"
+    galaxy.send("setup", dict(setup_body("ack1", "true"), acknowledge_uuid=request_uuid,
+                              acknowledge_queue="setup_ack", acknowledge_submit_queue="setup"))
+    assert galaxy.broker.get("setup_ack", 30).body == {"acknowledge_uuid_response": request_uuid}
+    document = galaxy.terminal("ack1")
+    assert document["acknowledge_queue"] == "status_update_ack"
+    assert document["acknowledge_submit_queue"] == "status_update"
+    for update in galaxy.for_job("ack1"):
+        galaxy.send("status_update_ack", {"acknowledge_uuid_response": update["acknowledge_uuid"]})
+    wait_for(lambda: len(exchange.stores.publish) == 0, what="the acknowledged updates to leave the store")
+
+
+def test_cancelled_jobs_are_cleaned_after_their_grace_and_old_records_pruned(
+    galaxy: GalaxyQueues, mq_app: App, tmp_path: Path
+) -> None:
+    app = mq_app()
+    binding, service = app.bindings[0], only_service(app)
+    galaxy.send("setup", setup_body("c1", waiting_command(tmp_path / "never", "true")))
+    assert galaxy.next_update()["status"] == "running"
+    galaxy.send("kill", {"job_id": "c1"})
+    wait_for(lambda: service.job_state("c1") is JobState.CANCELLED, what="the cancel")
+    job_directory = service.settings.staging_root / "c1"
+    binding.maintain()
+    assert job_directory.exists()  # within the grace period a status request still finds it
+    entry = binding.ledger.get("c1")
+    assert entry is not None and entry.cancelled is not None and entry.settled is None
+    binding.maintain(now=entry.cancelled + binding.options.cancelled_grace + 1)
+    assert not job_directory.exists() and service.job_state("c1") is None
+    settled = binding.ledger.get("c1")
+    assert settled is not None and settled.settled is not None
+    galaxy.send("setup", setup_body("c1", waiting_command(tmp_path / "never", "true")))  # a late redelivery
+    galaxy.send("setup", setup_body("c2", "true"))
+    galaxy.terminal("c2")
+    assert service.job_state("c1") is None  # recognised: the cancelled job does not come back
+    binding.maintain(now=settled.settled + 8 * 24 * 3600)
+    assert binding.ledger.get("c1") is None
