@@ -10,8 +10,6 @@ outbox, so everything announced before the barrier has been read by then.
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +20,13 @@ import pytest
 from pulsar.core import PulsarApp
 from pulsar.managers.processes import kill_process_tree
 from test.client.mq_broker import RawBroker
+from test.support import polling
 
 UPDATE_TIMEOUT = 30.0
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    return polling.wait_for(predicate, timeout=timeout, what=what)
 
 
 class GalaxyQueues:
@@ -133,64 +125,3 @@ def mq_app(tmp_path: Path, amqp_url: str, unique_manager: str) -> Iterator[Calla
         for service in app.services.values():  # leave no job processes behind
             for record in service.store.active():
                 kill_process_tree(record.backend, grace=0.2)
-
-
-class Gate:
-    """A loopback TCP relay to the broker that can be shut (every connection cut, new ones
-    refused) and opened again on the same port: a broker outage for one client only."""
-
-    def __init__(self, target_port: int = 5672):
-        self.target_port = target_port
-        probe = socket.create_server(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self.open()
-
-    def url(self, user: str = "guest", password: str = "guest") -> str:
-        return f"amqp://{user}:{password}@127.0.0.1:{self.port}//"
-
-    def open(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
-
-    def shut(self) -> None:
-        with self._lock:
-            if self._listener is not None:
-                _close(self._listener)  # shutdown first: a bare close() leaves accept() listening
-                self._listener = None
-            for sock in self._sockets:
-                _close(sock)
-            self._sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self._lock:
-                self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    _close(source)
-    _close(sink)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

@@ -11,17 +11,23 @@ from typing import Any, Callable
 
 import pytest
 
+from bench.outage_proxy import OutageProxy
 from pulsar.client import ClientOutputs
 from pulsar.core import PulsarApp
 from pulsar.jobs.state import JobState
 from pulsar.shared.action_mapper import FileActionMapper
-from test.messaging.conftest import GalaxyQueues, Gate, setup_body, wait_for
+from test.messaging.conftest import GalaxyQueues, setup_body, wait_for
 from test.support.galaxy_files import FakeGalaxy, fake_galaxy  # noqa: F401  (fixture)
 from test.support.mq_server import start_our_mq_server
 
 pytestmark = pytest.mark.rabbitmq
 
 App = Callable[..., PulsarApp]
+
+
+def broker_url(proxy: OutageProxy) -> str:
+    """The broker behind `proxy` (cut() plays an outage for whoever connects through it)."""
+    return f"amqp://guest:guest@127.0.0.1:{proxy.port}//"
 
 
 def gated(gate: Path, then: str = "true") -> str:
@@ -31,9 +37,9 @@ def gated(gate: Path, then: str = "true") -> str:
 def test_outbox_holds_updates_during_an_outage_and_delivers_them_in_order(
     galaxy: GalaxyQueues, mq_app: App, tmp_path: Path, unique_manager: str
 ) -> None:
-    gate = Gate()
+    proxy = OutageProxy(5672)
     try:
-        app = mq_app(message_queue_url=gate.url(), status_outbox_drain_interval=0.2,
+        app = mq_app(message_queue_url=broker_url(proxy), status_outbox_drain_interval=0.2,
                      managers={unique_manager: {"type": "queued_python", "num_concurrent_jobs": 3}})
         service, outbox = app.services[unique_manager], app.bindings[0].outbox
         assert outbox is not None
@@ -41,18 +47,18 @@ def test_outbox_holds_updates_during_an_outage_and_delivers_them_in_order(
             galaxy.send("setup", setup_body(f"o{n}", gated(tmp_path / f"go{n}")))
         for _ in range(3):
             assert galaxy.next_update()["status"] == "running"
-        gate.shut()  # the broker is gone for the server (not for Galaxy)
+        proxy.cut()  # the broker is gone for the server (not for Galaxy)
         for n in range(3):  # the jobs end one after the other while nothing can be published
             (tmp_path / f"go{n}").touch()
             wait_for(lambda n=n: service.job_state(f"o{n}") is JobState.COMPLETE, what=f"job o{n}")
         assert len(outbox) == 3
         assert galaxy.broker.depth("status_update") == 0
-        gate.open()
+        proxy.restore()
         assert [galaxy.terminal(f"o{n}")["job_id"] for n in range(3)] == ["o0", "o1", "o2"]
         galaxy.barrier()  # the consumers came back on their own too
         assert [u["status"] for u in galaxy.updates] == ["running"] * 3 + ["complete"] * 3
     finally:
-        gate.shut()
+        proxy.cut()
 
 
 def test_a_terminal_update_never_confirmed_is_sent_after_a_restart(
@@ -60,27 +66,27 @@ def test_a_terminal_update_never_confirmed_is_sent_after_a_restart(
 ) -> None:
     """Even if the outbox entry is gone (the worst case: the listener's write failed), the
     ledger knows the job came over the queue and was never confirmed."""
-    gate = Gate()
+    proxy = OutageProxy(5672)
     try:
-        app = mq_app(message_queue_url=gate.url())
+        app = mq_app(message_queue_url=broker_url(proxy))
         outbox = app.bindings[0].outbox
         assert outbox is not None
         galaxy.send("setup", setup_body("r1", gated(tmp_path / "go", "exit 6")))
         assert galaxy.next_update()["status"] == "running"
-        gate.shut()
+        proxy.cut()
         (tmp_path / "go").touch()
         wait_for(lambda: len(outbox) == 1, what="the terminal update in the outbox")
         app.shutdown()
         for entry in outbox.directory.iterdir():
             entry.unlink()
-        gate.open()
-        mq_app(message_queue_url=gate.url())
+        proxy.restore()
+        mq_app(message_queue_url=broker_url(proxy))
         document = galaxy.terminal("r1")
         assert (document["status"], document["returncode"]) == ("complete", 6)
         galaxy.barrier()
         assert galaxy.statuses("r1") == ["running", "complete"]
     finally:
-        gate.shut()
+        proxy.cut()
 
 
 # -- server-side transfers ------------------------------------------------------------------
