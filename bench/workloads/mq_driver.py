@@ -20,7 +20,8 @@ the jobs' `date +%s.%N` stamps use.
 
 Modes:
 * `throughput`: `count` trivial jobs, at most `concurrency` in flight; reports the window
-  from the first submit to the last finish and per-job latencies.
+  from the first submit to the last finish, per-job latencies and their phases (submit,
+  published -> terminal update received, finish).
 * `exit_latency`: `count` jobs in sequence whose last act is writing `date +%s.%N` to a file;
   reports "terminal status_update received by the callback" minus that stamp.
 """
@@ -55,6 +56,11 @@ except ImportError:  # reference 0.16.0: implementation modules only
 import kombu  # both venvs have it: the MQ client needs it
 
 TERMINAL = {"complete", "cancelled", "failed", "lost"}
+#: what Galaxy 26.1 sends as `client_outputs.dynamic_outputs` (spec §3.2): the server pushes the
+#: matching metadata files (tool_stdout, tool_stderr, __instrument_*) back to Galaxy.  Given
+#: explicitly: an empty list means "the default patterns" to the reference, "none" to ours.
+GALAXY_DYNAMIC_OUTPUTS = [r"primary_.*|galaxy.json|metadata_.*|dataset_\d+\.dat|__instrument_.*|dataset_\d+_files.+|"
+                          r"outputs_populated/.*|tool_stdout|tool_stderr"]
 TOOL_SCRIPT = "#!/bin/sh\n# a trivial tool: say something\necho tool ran\n"
 
 
@@ -154,7 +160,7 @@ class Runner:
         command = command_template.format(working=config["working_directory"], script=remote_script,
                                           metadata=config["metadata_directory"], job_id=job_id)
         outputs = ClientOutputs(working_directory=working, metadata_directory=metadata, output_files=[],
-                                work_dir_outputs=[], dynamic_outputs=[])
+                                work_dir_outputs=[], dynamic_outputs=GALAXY_DYNAMIC_OUTPUTS)
         description = ClientJobDescription(
             command_line=command, client_inputs=ClientInputs([]), client_outputs=outputs,
             working_directory=working, metadata_directory=metadata, config_files=[tool_script],
@@ -174,10 +180,10 @@ class Runner:
         return str(full.get("status")), [repr(f) for f in (failures or [])][:3]
 
     def wait(self, job_id: str) -> bool:
-        return self.updates.expect(job_id).wait(self.spec.get("job_timeout", 120.0))
+        return self.updates.expect(job_id).wait(self.spec.get("job_timeout", 60.0))
 
     def shutdown(self) -> None:
-        self.manager.shutdown(ensure_cleanup=True)
+        self.manager.shutdown()
 
 
 TRIVIAL = "cd {working} && sh {script} > {metadata}/tool_stdout 2> {metadata}/tool_stderr"
@@ -188,17 +194,25 @@ def run_throughput(spec: dict) -> dict:
     ids = [f"{spec['id_prefix']}{i}" for i in range(spec["count"])]
     results: list[dict] = []
     lock = threading.Lock()
+    given_up = threading.Event()  # a lost update means the consumer is gone: do not wait out every job
+
+    def attempt(job_id: str, started: float) -> dict:
+        if given_up.is_set():
+            return {"latency": None, "ok": False, "status": "not run (an earlier job got no update)", "failures": []}
+        outputs = runner.submit(job_id, TRIVIAL)["outputs"]
+        submitted = time.time()
+        if not runner.wait(job_id):
+            given_up.set()
+            return {"latency": None, "ok": False, "status": "no terminal update", "failures": []}
+        status, failures = runner.finish(job_id, outputs)
+        ended = time.time()
+        received = runner.updates.terminal[job_id][0]
+        return {"latency": ended - started, "ok": status == "complete" and not failures, "status": status,
+                "failures": failures, "phases": [submitted - started, received - submitted, ended - received]}
 
     def one(job_id: str) -> None:
-        started = time.time()
         try:
-            submitted = runner.submit(job_id, TRIVIAL)
-            if not runner.wait(job_id):
-                result = {"latency": None, "ok": False, "status": "no terminal update", "failures": []}
-            else:
-                status, failures = runner.finish(job_id, submitted["outputs"])
-                result = {"latency": time.time() - started, "ok": status == "complete" and not failures,
-                          "status": status, "failures": failures}
+            result = attempt(job_id, time.time())
         except Exception as exc:  # a broken job is a result, not a crash of the benchmark
             result = {"latency": None, "ok": False, "status": "error", "failures": [repr(exc)]}
         result["job_id"] = job_id
@@ -217,6 +231,7 @@ def run_throughput(spec: dict) -> dict:
         "window": [start, end],
         "client_cpu_s": client_cpu,
         "latencies": [r["latency"] for r in results if r["latency"] is not None],
+        "phases": [r["phases"] for r in results if "phases" in r],
         "failed": len(bad),
         "failure_examples": bad[:3],
         "updates_received": runner.updates.received,
@@ -236,9 +251,10 @@ def run_exit_latency(spec: dict) -> dict:
         # the job's last act: the exit stamp, on this machine's clock
         template = TRIVIAL + f"; sleep {spec['job_sleep']}; date +%s.%N > {stamp}"
         submitted = runner.submit(job_id, template)
-        if not runner.wait(job_id):
-            problems.append(f"{job_id}: no terminal update")
-            continue
+        if not runner.wait(job_id):  # the consumer is gone (e.g. the broker restarted): stop here
+            problems.append(f"{job_id}: no terminal update within {spec.get('job_timeout', 60.0)}s; "
+                            f"{spec['count'] - index - 1} later jobs not run")
+            break
         received, status = runner.updates.terminal[job_id]
         try:
             with open(stamp) as handle:
@@ -263,7 +279,8 @@ def main() -> int:
     result = MODES[spec["mode"]](spec)
     sys.stdout.write("BENCH-RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
-    return 0
+    sys.stderr.flush()
+    os._exit(0)  # the client's consumer threads are not daemons; a wedged one must not hang the harness
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ from bench.workloads.jobs import percentile
 MQ_DRIVER = Path(__file__).resolve().parent / "mq_driver.py"
 
 
+def reaped_children_cpu(server: MQServer) -> float:
+    """CPU of the processes the server started and reaped (the jobs' shells and tools)."""
+    times = server.server_processes[0].cpu_times()
+    return times.children_user + times.children_system
+
+
 def broker_processes() -> list[psutil.Process]:
     """The RabbitMQ VM (beam.smp): its CPU over a run is the broker's share of the work (the
     broker is shared, so anything else using it at the time counts too)."""
@@ -48,9 +54,12 @@ def run_throughput(server: MQServer, client: ClientKind, count: int, concurrency
     others = {"galaxy": galaxy.processes(), "broker": broker_processes()}
     others_before = {name: cpu_seconds(processes) for name, processes in others.items()}
     user_before, system_before = cpu_split(server.server_processes)
-    result = run_driver(client, spec, workdir, driver=MQ_DRIVER)
+    jobs_before = reaped_children_cpu(server)
+    result = run_driver(client, spec, workdir, driver=MQ_DRIVER, timeout=300.0 + count)
     user_after, system_after = cpu_split(server.server_processes)
-    others_used = {name: cpu_seconds(processes) - others_before[name] for name, processes in others.items()}
+    jobs_used = reaped_children_cpu(server) - jobs_before
+    others_used = {name: cpu_seconds(processes) - others_before[name] if all(p.is_running() for p in processes)
+                   else float("nan") for name, processes in others.items()}  # nan: it restarted meanwhile
     start, end = result["window"]
     latencies = result["latencies"]
     return {
@@ -59,6 +68,10 @@ def run_throughput(server: MQServer, client: ClientKind, count: int, concurrency
         "latency_p90_ms": percentile(latencies, 0.9) * 1000,
         "server_cpu_ms_per_job": (user_after - user_before + system_after - system_before) * 1000 / count,
         "client_cpu_ms_per_job": result["client_cpu_s"] * 1000 / count,
+        "job_processes_cpu_ms_per_job": jobs_used * 1000 / count,
+        "submit_p50_ms": percentile([p[0] for p in result["phases"]], 0.5) * 1000,
+        "published_to_update_p50_ms": percentile([p[1] for p in result["phases"]], 0.5) * 1000,
+        "finish_p50_ms": percentile([p[2] for p in result["phases"]], 0.5) * 1000,
         "galaxy_cpu_ms_per_job": others_used["galaxy"] * 1000 / count,
         "broker_cpu_ms_per_job": others_used["broker"] * 1000 / count,
         "failed": result["failed"],
@@ -72,7 +85,7 @@ def run_throughput(server: MQServer, client: ClientKind, count: int, concurrency
 def run_exit_latency(server: MQServer, client: ClientKind, count: int, workdir: Path, galaxy: GalaxyStandIn,
                      id_prefix: str) -> dict:
     spec = {**_spec(server, "exit_latency", workdir, galaxy, id_prefix), "count": count, "job_sleep": 0.05}
-    result = run_driver(client, spec, workdir, driver=MQ_DRIVER)
+    result = run_driver(client, spec, workdir, driver=MQ_DRIVER, timeout=300.0 + 5.0 * count)
     latencies = result["latencies"]
     return {
         "exit_to_update_p50_ms": percentile(latencies, 0.5) * 1000,
