@@ -12,14 +12,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from pulsar.core import PulsarApp
-from pulsar.managers.processes import kill_process_tree
 from test.client.mq_broker import RawBroker
+from test.jobs.conftest import make_app  # noqa: F401  (fixture)
 from test.support import polling
 
 UPDATE_TIMEOUT = 30.0
@@ -102,26 +101,18 @@ def galaxy(amqp_url: str, unique_manager: str) -> Iterator[GalaxyQueues]:
 
 
 @pytest.fixture
-def mq_app(tmp_path: Path, amqp_url: str, unique_manager: str) -> Iterator[Callable[..., PulsarApp]]:
-    """`mq_app(**options)`: our app bound to the test's manager (queued_python), its state
-    under tmp_path; calling it again after `app.shutdown()` is a restart on the same state."""
-    apps: list[PulsarApp] = []
+def mq_app(make_app: Callable[..., PulsarApp], amqp_url: str, unique_manager: str) -> Callable[..., PulsarApp]:  # noqa: F811
+    """`mq_app(**options)`: our app bound to the test's manager (queued_python), its consumers
+    connected, its state under tmp_path (so calling it again after `app.shutdown()` is a
+    restart on the same state); `make_app` shuts it down and kills its jobs at teardown."""
 
     def build(**options: Any) -> PulsarApp:
         options.setdefault("message_queue_url", amqp_url)
-        options.setdefault("staging_directory", str(tmp_path / "staging"))
-        options.setdefault("persistence_directory", str(tmp_path / "persisted"))
         options.setdefault("managers", {unique_manager: {"type": "queued_python"}})
-        app = PulsarApp(**options)
-        apps.append(app)
+        app = make_app(**options)
         for binding in app.bindings:
             for consumer in binding.consumers:
                 assert consumer.wait_connected(30), f"{consumer.name} did not connect"
         return app
 
-    yield build
-    for app in apps:
-        app.shutdown()
-        for service in app.services.values():  # leave no job processes behind
-            for record in service.store.active():
-                kill_process_tree(record.backend, grace=0.2)
+    return build
