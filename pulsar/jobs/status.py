@@ -42,6 +42,15 @@ def setup_document(
     return document
 
 
+def head_and_tail(text: str, cap: int, marker: str = "\n..\n") -> str:
+    """`text` if it has at most `cap` characters, else its head and tail joined by `marker`,
+    `cap` characters in all (the message-queue cap of the tool streams, mq-protocol 3.5)."""
+    if len(text) <= cap:
+        return text
+    keep = cap - len(marker)
+    return text[: keep - keep // 2] + marker + text[len(text) - keep // 2 :]
+
+
 def pending_document(job_id: str, status: Status) -> dict[str, Any]:
     return {"complete": "false", "status": status.value, "job_id": job_id}
 

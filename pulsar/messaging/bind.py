@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsar.errors import InvalidArgument, PulsarError
+from pulsar.jobs import status as status_doc
 from pulsar.jobs.ids import validate_job_id
 from pulsar.jobs.service import JobService
 from pulsar.jobs.state import JobState
@@ -48,6 +49,8 @@ CLEANUP_CHOICES = ("always", "onsuccess", "never")
 CANCELLED_GRACE = 3600.0
 #: Seconds between two sweeps that prune the ledger and settle cancelled jobs.
 MAINTENANCE_INTERVAL = 600.0
+#: Characters of the tool's stdout/stderr in a status update (head + tail, mq-protocol 3.5).
+STREAM_CAP = 65536
 #: How long shutdown waits for each consumer to finish the message in hand.
 CONSUMER_STOP_TIMEOUT = 30.0
 
@@ -207,7 +210,7 @@ class MessageQueueBinding:
             # with a spurious `failed`.  Neither create a job nor fail it (mq-protocol 8.8).
             log.info("job %s: status request on the setup queue for an unknown job; not answered", job_id)
             return
-        self.outbox.put(self.service.status(job_id))
+        self._publish(self.service.status(job_id))
 
     # -- status updates ----------------------------------------------------------------
 
@@ -217,7 +220,17 @@ class MessageQueueBinding:
         if document.get("status") == JobState.CANCELLED.status.value:
             self.ledger.cancelled(job_id)  # not published unprompted (B6); see _maintain
             return
-        self.outbox.put(document)
+        self._publish(document)
+
+    def _publish(self, document: dict[str, Any]) -> None:
+        """Append to the outbox, the tool streams capped as the 0.15.16+ reference caps them
+        (`job_stdout`/`job_stderr` are not cut)."""
+        assert self.outbox is not None
+        capped = dict(document)
+        for key in ("stdout", "stderr"):
+            if isinstance(capped.get(key), str):
+                capped[key] = status_doc.head_and_tail(capped[key], STREAM_CAP)
+        self.outbox.put(capped)
 
     def on_delivered(self, document: dict[str, Any]) -> None:
         """The broker confirmed a terminal update: settle the job and clean up after it
@@ -253,7 +266,7 @@ class MessageQueueBinding:
             state = self.service.job_state(entry.job_id)
             if state is None or not state.terminal or state is JobState.CANCELLED:
                 continue
-            self.outbox.put(self.service.status(entry.job_id))
+            self._publish(self.service.status(entry.job_id))
             count += 1
         if count:
             log.info("manager %s: re-sending %d terminal status update(s) never confirmed", self.name, count)

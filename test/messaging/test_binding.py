@@ -296,3 +296,14 @@ def test_cancelled_jobs_are_cleaned_after_their_grace_and_old_records_pruned(
     assert service.job_state("c1") is None  # recognised: the cancelled job does not come back
     binding.maintain(now=settled.settled + 8 * 24 * 3600)
     assert binding.ledger.get("c1") is None
+
+
+def test_tool_streams_are_capped_job_streams_are_not(galaxy: GalaxyQueues, mq_app: App) -> None:
+    """mq-protocol 8.23: 200,000 bytes of tool output arrive as 65,536 characters."""
+    mq_app()
+    write = "head -c 200000 /dev/zero | tr '\\\\0' x"
+    galaxy.send("setup", setup_body("big", f"{write} > ../metadata/tool_stdout; {write}; {write} >&2"))
+    document = galaxy.terminal("big")
+    assert len(document["stdout"]) == 65536 and "\n..\n" in document["stdout"]
+    assert document["stderr"] == ""
+    assert len(document["job_stdout"]) == 200000 and len(document["job_stderr"]) == 200000

@@ -127,3 +127,14 @@ def test_a_refused_submission_is_recorded_as_failed_with_the_reason(tmp_path: Pa
         assert document["status"] == "failed" and "command_line is required" in document["stderr"]
     finally:
         app.shutdown()
+
+
+def test_head_and_tail() -> None:
+    from pulsar.jobs.status import head_and_tail
+
+    assert head_and_tail("short", 10) == "short"
+    text = "".join(chr(ord("a") + i % 26) for i in range(200_000))
+    capped = head_and_tail(text, 65536)
+    assert len(capped) == 65536 and "\n..\n" in capped
+    head, tail = capped.split("\n..\n")
+    assert text.startswith(head) and text.endswith(tail) and len(head) - len(tail) in (0, 1)
