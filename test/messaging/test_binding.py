@@ -307,3 +307,18 @@ def test_tool_streams_are_capped_job_streams_are_not(galaxy: GalaxyQueues, mq_ap
     assert len(document["stdout"]) == 65536 and "\n..\n" in document["stdout"]
     assert document["stderr"] == ""
     assert len(document["job_stdout"]) == 200000 and len(document["job_stderr"]) == 200000
+
+
+def test_publish_only_consumes_nothing_and_still_reports(galaxy: GalaxyQueues, mq_app: App) -> None:
+    """`message_queue_consume: false` (pulsar-submit, mixed mode): jobs submitted another way
+    still have their updates published; HTTP jobs' directories are left to their client."""
+    from pulsar.jobs.submit import parse_submit_message
+
+    app = mq_app(message_queue_consume="false")
+    service = only_service(app)
+    assert app.bindings[0].consumers == []
+    service.submit_request("http1", parse_submit_message(setup_body("http1", "exit 0")))
+    assert galaxy.terminal("http1")["status"] == "complete"
+    galaxy.send("setup", setup_body("ignored", "true"))
+    wait_for(lambda: galaxy.broker.depth("setup") == 1, what="the setup to wait in its queue")  # nobody consumes it
+    assert (service.settings.staging_root / "http1").exists()
