@@ -7,14 +7,15 @@ VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 QUICK_MARKERS := not integration and not slurm and not sge and not reference and not rabbitmq
 
-.PHONY: help setup-venv tests test-quick lint bench bench-wsgi dist clean
+.PHONY: help setup-venv tests test-quick lint bench bench-mq bench-wsgi dist clean
 
 help:
 	@echo "setup-venv  create $(VENV) with pulsar (editable) and the dev tools"
 	@echo "tests       the whole suite (needs the schedulers of test/infra for the slurm/sge tests)"
 	@echo "test-quick  fast subset: no integration, scheduler or reference-client tests"
 	@echo "lint        ruff + mypy on pulsar/"
-	@echo "bench       run bench/run.py (our server and client against the reference)"
+	@echo "bench       run bench/run.py (our server and client against the reference, HTTP and message queue)"
+	@echo "bench-mq    only its message-queue section (needs RabbitMQ on 127.0.0.1:5672)"
 	@echo "bench-wsgi  run bench/wsgi_servers.py (our app under our server, Paste, waitress, cheroot, gunicorn)"
 	@echo "dist        build an sdist and a wheel into dist/"
 
@@ -37,6 +38,9 @@ lint:
 
 bench:
 	$(VPY) bench/run.py
+
+bench-mq:
+	$(VPY) bench/run.py --only mq
 
 bench-wsgi:
 	$(VPY) bench/wsgi_servers.py
