@@ -8,7 +8,7 @@ Both: app.yml with `message_queue_url`, one `queued_python` manager with 8 concu
 under a manager name no one else uses (so the queues `pulsar_<name>__*` on the shared broker
 are the run's own; they are deleted when the server stops).  A webless server is "up" when
 its `setup` queue has a consumer.  `GalaxyStandIn` answers the GETs/POSTs a server makes to
-Galaxy's job files API in MQ mode (the reference posts the metadata files of every job).
+Galaxy's job files API in MQ mode (both servers push the jobs' metadata files there).
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
-import kombu
 import psutil
 
 from bench.servers import CONCURRENT_JOBS, START_TIMEOUT, BenchServer, OurServer, ReferenceServer, _tree
-from test.support.rabbitmq import port_open
+from test.support.rabbitmq import delete_manager_queues, port_open, queue_prefix, wait_for_consumers
 from test.support.server import subprocess_env
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-#: every queue a manager's peers may declare (spec §2.2)
-LOGICAL_QUEUES = ("setup", "kill", "status", "status_update", "setup_ack", "kill_ack", "status_update_ack")
 STAND_IN = Path(__file__).resolve().parent / "galaxy_stand_in.py"
 
 
@@ -37,36 +34,7 @@ def unique_manager(side: str) -> str:
 
 
 def queue_name(manager: str, logical: str) -> str:
-    return f"pulsar_{manager}__{logical}"
-
-
-def queue_state(url: str, queue: str) -> tuple[int, int] | None:
-    """(messages ready, consumers) of `queue`, or None if it does not exist."""
-    with kombu.Connection(url, connect_timeout=5) as connection:
-        channel = connection.channel()
-        try:
-            _name, messages, consumers = channel.queue_declare(queue=queue, passive=True)
-            return int(messages), int(consumers)
-        except Exception:  # NOT_FOUND closes the channel
-            return None
-        finally:
-            try:
-                channel.close()
-            except Exception:
-                pass
-
-
-def wait_for_consumer(url: str, queue: str, process: subprocess.Popen | None, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = queue_state(url, queue)
-        if state is not None and state[1] > 0:
-            return
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before consuming {queue}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no consumer on {queue} after {timeout}s")
-        time.sleep(0.05)
+    return f"{queue_prefix(manager)}_{logical}"
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
@@ -77,22 +45,6 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"nothing listens on {port} after {timeout}s")
         time.sleep(0.05)
-
-
-def delete_queues(url: str, manager: str) -> None:
-    """Remove the run's queues from the shared broker (unique names: nobody else uses them)."""
-    with kombu.Connection(url, connect_timeout=5) as connection:
-        for logical in LOGICAL_QUEUES:
-            channel = connection.channel()
-            try:
-                channel.queue_delete(queue=queue_name(manager, logical))
-            except Exception:
-                pass
-            finally:
-                try:
-                    channel.close()
-                except Exception:
-                    pass
 
 
 class MQServer(BenchServer):
@@ -126,11 +78,13 @@ class MQServer(BenchServer):
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, cwd=self.config_dir, env=self.env(),
                                             start_new_session=True)
+        process = self.process
         try:
-            wait_for_consumer(self.broker_url, queue_name(self.manager, "setup"), self.process, timeout)
+            wait_for_consumers(self.broker_url, queue_name(self.manager, "setup"), timeout,
+                               alive=lambda: process.poll() is None)
             if self.web:  # (not /healthz: the reference answers it only with a `_default_` manager)
-                wait_for_port(self.port, self.process, timeout)
-        except RuntimeError as exc:
+                wait_for_port(self.port, process, timeout)
+        except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{self.kind} server: {exc}\n{self.log_tail()}") from None
         assert self.process is not None
         self.server_processes = _tree(self.process.pid)
@@ -139,7 +93,7 @@ class MQServer(BenchServer):
     def stop(self, timeout: float = 60.0) -> None:
         super().stop(timeout)
         try:
-            delete_queues(self.broker_url, self.manager)
+            delete_manager_queues(self.broker_url, self.manager)
         except Exception as exc:
             print(f"warning: deleting the queues of {self.manager}: {exc}", file=sys.stderr)
 
