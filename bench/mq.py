@@ -82,39 +82,40 @@ def run_section(run: Any) -> None:
 
 
 def _measure(run: Any, raw: dict, servers: dict[str, MQServer], clients: dict, galaxy: GalaxyStandIn) -> None:
+    """Throughput, then exit -> update: `--repeats` rounds each, the reference and ours in turn."""
     args = run.args
     mq_dir = run.client_dir / "mq"
-    for repeat in range(args.repeats):
-        for side in SIDES:
-            if side not in servers:
-                continue
-            run.log(f"MQ {args.mq_jobs} trivial jobs at concurrency 8, {side}, repeat {repeat + 1}")
-            try:
-                result = mq_jobs.run_throughput(servers[side], clients[side], args.mq_jobs, 8, mq_dir, galaxy,
-                                                run.new_prefix())
-            except Exception as exc:
-                run.errors[f"mq.c8.{side}"] = f"{type(exc).__name__}: {exc}"
-                run.log(f"  FAILED: {exc}")
-                continue
-            raw.setdefault("c8", {}).setdefault(side, []).append(result)
-            run.log(f"  {result['jobs_per_s']:.1f} jobs/s, p50 {result['latency_p50_ms']:.0f} ms (submit "
-                    f"{result['submit_p50_ms']:.0f}, published -> terminal update {result['published_to_update_p50_ms']:.0f}"
-                    f", finish {result['finish_p50_ms']:.0f}), {result['server_cpu_ms_per_job']:.1f} ms server CPU/job, "
-                    f"{result['failed']} failed")
-    for repeat in range(args.repeats):
-        for side in SIDES:
-            if side not in servers:
-                continue
-            run.log(f"MQ exit -> status_update, {args.mq_exit_jobs} jobs, {side}, repeat {repeat + 1}")
-            try:
-                result = mq_jobs.run_exit_latency(servers[side], clients[side], args.mq_exit_jobs, mq_dir, galaxy,
-                                                  run.new_prefix())
-            except Exception as exc:
-                run.errors[f"mq.exit.{side}"] = f"{type(exc).__name__}: {exc}"
-                run.log(f"  FAILED: {exc}")
-                continue
-            raw.setdefault("exit", {}).setdefault(side, []).append(result)
-            run.log(f"  p50 {result['exit_to_update_p50_ms']:.1f} ms, p90 {result['exit_to_update_p90_ms']:.1f} ms")
+
+    def throughput(side: str) -> dict:
+        return mq_jobs.run_throughput(servers[side], clients[side], args.mq_jobs, 8, mq_dir, galaxy, run.new_prefix())
+
+    def exit_latency(side: str) -> dict:
+        return mq_jobs.run_exit_latency(servers[side], clients[side], args.mq_exit_jobs, mq_dir, galaxy,
+                                        run.new_prefix())
+
+    workloads = [
+        ("c8", f"{args.mq_jobs} trivial jobs at concurrency 8", throughput,
+         lambda r: (f"{r['jobs_per_s']:.1f} jobs/s, p50 {r['latency_p50_ms']:.0f} ms (submit {r['submit_p50_ms']:.0f}, "
+                    f"published -> terminal update {r['published_to_update_p50_ms']:.0f}, finish "
+                    f"{r['finish_p50_ms']:.0f}), {r['server_cpu_ms_per_job']:.1f} ms server CPU/job, "
+                    f"{r['failed']} failed")),
+        ("exit", f"exit -> status_update, {args.mq_exit_jobs} jobs", exit_latency,
+         lambda r: f"p50 {r['exit_to_update_p50_ms']:.1f} ms, p90 {r['exit_to_update_p90_ms']:.1f} ms"),
+    ]
+    for key, title, measure, describe in workloads:
+        for repeat in range(args.repeats):
+            for side in SIDES:
+                if side not in servers:
+                    continue
+                run.log(f"MQ {title}, {side}, repeat {repeat + 1}")
+                try:
+                    result = measure(side)
+                except Exception as exc:
+                    run.errors[f"mq.{key}.{side}"] = f"{type(exc).__name__}: {exc}"
+                    run.log(f"  FAILED: {exc}")
+                    continue
+                raw.setdefault(key, {}).setdefault(side, []).append(result)
+                run.log(f"  {describe(result)}")
 
 
 def _outage(run: Any, raw: dict, args: Any, broker_port: int) -> None:

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -51,10 +52,12 @@ class MQServer(BenchServer):
     """Start = spawn, then wait for the setup queue's consumer (and the HTTP port when it
     also serves HTTP); stop also deletes the manager's queues."""
 
-    manager: str
-    amqp_url: str  # what the server connects to (the broker, or the outage proxy)
-    broker_url: str  # the broker itself, for probes
-    web = False
+    def __init__(self, root: Path, *args: Any, side: str, broker_url: str, amqp_url: str | None, web: bool):
+        self.manager = unique_manager(side)
+        self.broker_url = broker_url  # the broker itself, for probes
+        self.amqp_url = amqp_url or broker_url  # what the server connects to (maybe the outage proxy)
+        self.web = web
+        super().__init__(root, *args)
 
     def app_options(self) -> dict:
         options = {
@@ -103,11 +106,7 @@ class OurMQServer(MQServer, OurServer):
 
     def __init__(self, root: Path, broker_url: str, *, amqp_url: str | None = None, web: bool = False,
                  extra_options: dict | None = None):
-        self.manager = unique_manager("o")
-        self.broker_url = broker_url
-        self.amqp_url = amqp_url or broker_url
-        self.web = web
-        super().__init__(root, extra_options)
+        super().__init__(root, extra_options, side="o", broker_url=broker_url, amqp_url=amqp_url, web=web)
 
     def webless_command(self) -> list[str]:
         return [str(Path(sys.executable).parent / "pulsar-main"), "-c", str(self.config_dir)]
@@ -117,11 +116,7 @@ class ReferenceMQServer(MQServer, ReferenceServer):
     """The 0.16.0 `pulsar-main -c DIR`; with `web`, its `pulsar-serve` (HTTP + MQ)."""
 
     def __init__(self, root: Path, venv: Path, broker_url: str, *, amqp_url: str | None = None, web: bool = False):
-        self.manager = unique_manager("r")
-        self.broker_url = broker_url
-        self.amqp_url = amqp_url or broker_url
-        self.web = web
-        super().__init__(root, venv)
+        super().__init__(root, venv, side="r", broker_url=broker_url, amqp_url=amqp_url, web=web)
 
     def webless_command(self) -> list[str]:
         return [str(self.venv / "bin" / "pulsar-main"), "-c", str(self.config_dir)]

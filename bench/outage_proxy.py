@@ -13,6 +13,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from test.support.cutting_proxy import _close
+
 BUFFER = 65536
 
 
@@ -94,10 +96,3 @@ class OutageProxy:
         for sock in pair:
             _close(sock)
 
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

@@ -242,6 +242,15 @@ def run_one_job(manager, spec: dict, job_id: str) -> dict:
             "status": status, "failures": [repr(f) for f in failures][:3]}
 
 
+def run_concurrently(one, job_ids: list, concurrency: int) -> tuple[float, float, float]:
+    """`one(job_id)` for every id, `concurrency` at a time: (start, end, this process's CPU)."""
+    cpu_before = cpu_seconds()
+    start = time.time()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, job_ids))
+    return start, time.time(), cpu_seconds() - cpu_before
+
+
 def run_jobs(spec: dict) -> dict:
     manager = build_client_manager(manager=None, cache=None, transport=None, persistence_directory=None)
     ids = [f"{spec['id_prefix']}{i}" for i in range(spec["count"])]
@@ -257,12 +266,7 @@ def run_jobs(spec: dict) -> dict:
             results.append(result)
 
     phase("jobs-start")
-    cpu_before = cpu_seconds()
-    start = time.time()
-    with ThreadPoolExecutor(max_workers=spec["concurrency"]) as pool:
-        list(pool.map(one, ids))
-    end = time.time()
-    client_cpu = cpu_seconds() - cpu_before
+    start, end, client_cpu = run_concurrently(one, ids, spec["concurrency"])
     phase("jobs-end")
     bad = [r for r in results if not r["ok"]]
     return {
@@ -272,6 +276,19 @@ def run_jobs(spec: dict) -> dict:
         "failed": len(bad),
         "failure_examples": [r for r in bad][:3],
     }
+
+
+def record_exit_latency(job_id: str, status: str, seen: float, stamp: str, latencies: list, problems: list) -> None:
+    """`seen` minus the job's exit stamp into `latencies`, or why not into `problems`."""
+    try:
+        with open(stamp) as handle:
+            exited = float(handle.read().strip())
+        if status == "complete":
+            latencies.append(seen - exited)
+        else:
+            problems.append(f"{job_id}: {status}")
+    except (OSError, ValueError) as exc:
+        problems.append(f"{job_id}: {status}, no timestamp ({exc})")
 
 
 def run_exit_latency(spec: dict) -> dict:
@@ -289,16 +306,7 @@ def run_exit_latency(spec: dict) -> dict:
         description, _outputs = describe(command, local, [], [])
         submit_job(client, description, config)
         status = wait_terminal(client, spec["poll_interval"])
-        seen = time.time()
-        try:
-            with open(stamp) as handle:
-                exited = float(handle.read().strip())
-            if status == "complete":
-                latencies.append(seen - exited)
-            else:
-                problems.append(f"{job_id}: {status}")
-        except (OSError, ValueError) as exc:
-            problems.append(f"{job_id}: {status}, no timestamp ({exc})")
+        record_exit_latency(job_id, status, time.time(), stamp, latencies, problems)
         client.clean()
     return {"latencies": latencies, "problems": problems[:5], "failed": len(problems)}
 

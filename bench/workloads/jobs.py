@@ -28,18 +28,25 @@ def run_trivial_jobs(server: BenchServer, client: ClientKind, count: int, concur
     user_after, system_after = cpu_split(server.server_processes)
     system_used = system_after - system_before
     cpu_used = user_after - user_before + system_used
+    return {
+        **throughput_summary(result, count),
+        "server_cpu_ms_per_job": cpu_used * 1000 / count,
+        "server_system_cpu_ms_per_job": system_used * 1000 / count,
+        "failed": result["failed"],
+        "ok": result["failed"] == 0,
+        "failure_examples": result["failure_examples"],
+    }
+
+
+def throughput_summary(result: dict, count: int) -> dict:
+    """Rate over the driver's window, per-job latency p50/p90 and the client's CPU per job."""
     start, end = result["window"]
     latencies = result["latencies"]
     return {
         "jobs_per_s": count / (end - start),
         "latency_p50_ms": percentile(latencies, 0.5) * 1000,
         "latency_p90_ms": percentile(latencies, 0.9) * 1000,
-        "server_cpu_ms_per_job": cpu_used * 1000 / count,
-        "server_system_cpu_ms_per_job": system_used * 1000 / count,
         "client_cpu_ms_per_job": result["client_cpu_s"] * 1000 / count,
-        "failed": result["failed"],
-        "ok": result["failed"] == 0,
-        "failure_examples": result["failure_examples"],
     }
 
 
@@ -47,12 +54,16 @@ def run_exit_latency(server: BenchServer, client: ClientKind, count: int, poll_i
                      workdir: Path, id_prefix: str) -> dict:
     spec = {"mode": "exit_latency", "url": server.url, "count": count, "poll_interval": poll_interval,
             "job_sleep": 0.05, "id_prefix": id_prefix}
-    result = run_driver(client, spec, workdir)
+    return exit_latency_summary(run_driver(client, spec, workdir), "exit_to_complete")
+
+
+def exit_latency_summary(result: dict, name: str) -> dict:
+    """A driver's exit-latency result (seconds per job, problems) as `<name>_p50_ms` etc."""
     latencies = result["latencies"]
     return {
-        "exit_to_complete_p50_ms": percentile(latencies, 0.5) * 1000,
-        "exit_to_complete_p90_ms": percentile(latencies, 0.9) * 1000,
-        "exit_to_complete_mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
+        f"{name}_p50_ms": percentile(latencies, 0.5) * 1000,
+        f"{name}_p90_ms": percentile(latencies, 0.9) * 1000,
+        f"{name}_mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
         "failed": result["failed"],
         "ok": result["failed"] == 0,
         "problems": result["problems"],

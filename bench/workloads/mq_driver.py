@@ -3,7 +3,8 @@ Galaxy's PulsarMQJobRunner does (mq-protocol spec §6).
 
 Runs as a standalone script under either interpreter: ours (`.venv/bin/python` with this
 checkout on PYTHONPATH) or the reference venv's (its own top-level `pulsar` package), so it
-imports nothing from `bench` and only the client API both implementations share.
+imports nothing from `bench` and only the client API both implementations share (through
+its sibling `client_driver.py`).
 
 Per run, like the runner at start-up: `build_client_manager(amqp_url=..., manager=...,
 persistence_directory=...)`, `ensure_has_status_update_callback(cb)`,
@@ -30,43 +31,33 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-
-try:  # 0.15-style package exports (ours; reference <= 0.15)
-    from pulsar.client import (
-        ClientInputs,
-        ClientJobDescription,
-        ClientOutputs,
-        PulsarOutputs,
-        build_client_manager,
-        finish_job,
-        submit_job,
-    )
-except ImportError:  # reference 0.16.0: implementation modules only
-    from pulsar.client.manager import build_client_manager
-    from pulsar.client.staging.down import finish_job
-    from pulsar.client.staging.inputs import ClientInputs
-    from pulsar.client.staging.models import ClientJobDescription, ClientOutputs, PulsarOutputs
-    from pulsar.client.staging.up import submit_job
 
 import kombu  # both venvs have it: the MQ client needs it
 
-TERMINAL = {"complete", "cancelled", "failed", "lost"}
+# the HTTP driver's imports of the shared client API (0.15-style names, else the 0.16 modules);
+# this script's directory is first on sys.path under either interpreter
+from client_driver import (
+    TERMINAL,
+    ClientInputs,
+    ClientJobDescription,
+    ClientOutputs,
+    PulsarOutputs,
+    build_client_manager,
+    finish_job,
+    record_exit_latency,
+    run_concurrently,
+    submit_job,
+)
+
 #: what Galaxy 26.1 sends as `client_outputs.dynamic_outputs` (spec §3.2): the server pushes the
 #: matching metadata files (tool_stdout, tool_stderr, __instrument_*) back to Galaxy.  Given
 #: explicitly: an empty list means "the default patterns" to the reference, "none" to ours.
 GALAXY_DYNAMIC_OUTPUTS = [r"primary_.*|galaxy.json|metadata_.*|dataset_\d+\.dat|__instrument_.*|dataset_\d+_files.+|"
                           r"outputs_populated/.*|tool_stdout|tool_stderr"]
 TOOL_SCRIPT = "#!/bin/sh\n# a trivial tool: say something\necho tool ran\n"
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Updates:
@@ -219,12 +210,7 @@ def run_throughput(spec: dict) -> dict:
         with lock:
             results.append(result)
 
-    cpu_before = cpu_seconds()
-    start = time.time()
-    with ThreadPoolExecutor(max_workers=spec["concurrency"]) as pool:
-        list(pool.map(one, ids))
-    end = time.time()
-    client_cpu = cpu_seconds() - cpu_before
+    start, end, client_cpu = run_concurrently(one, ids, spec["concurrency"])
     runner.shutdown()
     bad = [r for r in results if not r["ok"]]
     return {
@@ -256,15 +242,7 @@ def run_exit_latency(spec: dict) -> dict:
                             f"{spec['count'] - index - 1} later jobs not run")
             break
         received, status = runner.updates.terminal[job_id]
-        try:
-            with open(stamp) as handle:
-                exited = float(handle.read().strip())
-            if status == "complete":
-                latencies.append(received - exited)
-            else:
-                problems.append(f"{job_id}: {status}")
-        except (OSError, ValueError) as exc:
-            problems.append(f"{job_id}: {status}, no timestamp ({exc})")
+        record_exit_latency(job_id, status, received, stamp, latencies, problems)
         runner.finish(job_id, submitted["outputs"])
     runner.shutdown()
     return {"latencies": latencies, "problems": problems[:5], "failed": len(problems)}

@@ -7,7 +7,6 @@ with Galaxy's job files API played by `GalaxyStandIn` under the driver's work di
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import psutil
@@ -15,7 +14,7 @@ import psutil
 from bench.clients import ClientKind, run_driver
 from bench.mq_servers import GalaxyStandIn, MQServer
 from bench.sampling import cpu_seconds, cpu_split
-from bench.workloads.jobs import percentile
+from bench.workloads.jobs import exit_latency_summary, percentile, throughput_summary
 
 MQ_DRIVER = Path(__file__).resolve().parent / "mq_driver.py"
 
@@ -60,18 +59,14 @@ def run_throughput(server: MQServer, client: ClientKind, count: int, concurrency
     jobs_used = reaped_children_cpu(server) - jobs_before
     others_used = {name: cpu_seconds(processes) - others_before[name] if all(p.is_running() for p in processes)
                    else float("nan") for name, processes in others.items()}  # nan: it restarted meanwhile
-    start, end = result["window"]
-    latencies = result["latencies"]
+    phases = result["phases"]
     return {
-        "jobs_per_s": count / (end - start),
-        "latency_p50_ms": percentile(latencies, 0.5) * 1000,
-        "latency_p90_ms": percentile(latencies, 0.9) * 1000,
+        **throughput_summary(result, count),
         "server_cpu_ms_per_job": (user_after - user_before + system_after - system_before) * 1000 / count,
-        "client_cpu_ms_per_job": result["client_cpu_s"] * 1000 / count,
         "job_processes_cpu_ms_per_job": jobs_used * 1000 / count,
-        "submit_p50_ms": percentile([p[0] for p in result["phases"]], 0.5) * 1000,
-        "published_to_update_p50_ms": percentile([p[1] for p in result["phases"]], 0.5) * 1000,
-        "finish_p50_ms": percentile([p[2] for p in result["phases"]], 0.5) * 1000,
+        "submit_p50_ms": percentile([p[0] for p in phases], 0.5) * 1000,
+        "published_to_update_p50_ms": percentile([p[1] for p in phases], 0.5) * 1000,
+        "finish_p50_ms": percentile([p[2] for p in phases], 0.5) * 1000,
         "galaxy_cpu_ms_per_job": others_used["galaxy"] * 1000 / count,
         "broker_cpu_ms_per_job": others_used["broker"] * 1000 / count,
         "failed": result["failed"],
@@ -86,12 +81,4 @@ def run_exit_latency(server: MQServer, client: ClientKind, count: int, workdir: 
                      id_prefix: str) -> dict:
     spec = {**_spec(server, "exit_latency", workdir, galaxy, id_prefix), "count": count, "job_sleep": 0.05}
     result = run_driver(client, spec, workdir, driver=MQ_DRIVER, timeout=300.0 + 5.0 * count)
-    latencies = result["latencies"]
-    return {
-        "exit_to_update_p50_ms": percentile(latencies, 0.5) * 1000,
-        "exit_to_update_p90_ms": percentile(latencies, 0.9) * 1000,
-        "exit_to_update_mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
-        "failed": result["failed"],
-        "ok": result["failed"] == 0,
-        "problems": result["problems"],
-    }
+    return exit_latency_summary(result, "exit_to_update")
