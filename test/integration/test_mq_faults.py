@@ -18,17 +18,15 @@ import collections
 import json
 import os
 import signal
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import kombu
 import pytest
 
 from pulsar.client import MessageQueueClientManager, build_client_manager
 from test.support.mq_server import MqServer, start_our_mq_server
+from test.support.mq_updates import StatusUpdates
 from test.support.polling import wait_for
 from test.support.rabbitmq import queue_prefix, restart_broker
 
@@ -37,26 +35,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(1800)]
 REPETITIONS = int(os.environ.get("PULSAR_TEST_MQ_FAULT_REPETITIONS", "20"))
 JOBS_PER_REPETITION = 3
 JOB_SECONDS = 2
-
-
-class Galaxy:
-    """The runner's `__async_update`: every document it is handed, in order."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.received: list[dict[str, Any]] = []
-
-    def __call__(self, body: dict[str, Any]) -> None:
-        with self.lock:
-            self.received.append(body)
-
-    def terminal(self, job_id: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [b for b in self.received if b.get("job_id") == job_id and b.get("complete") == "true"]
-
-    def saw(self, job_id: str, status: str) -> bool:
-        with self.lock:
-            return any(b.get("job_id") == job_id and b.get("status") == status for b in self.received)
 
 
 class Tap:
@@ -106,8 +84,8 @@ def tap(amqp_url: str, unique_manager: str) -> Iterator[Tap]:
 
 
 @pytest.fixture
-def galaxy(tmp_path: Path, amqp_url: str, unique_manager: str) -> Iterator[tuple[Galaxy, MessageQueueClientManager]]:
-    callback = Galaxy()
+def galaxy(tmp_path: Path, amqp_url: str, unique_manager: str) -> Iterator[tuple[StatusUpdates, MessageQueueClientManager]]:
+    callback = StatusUpdates()
     manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, cache=None, transport=None,
                                    persistence_directory=str(tmp_path / "galaxy"))
     assert isinstance(manager, MessageQueueClientManager)
@@ -132,7 +110,7 @@ def launch_jobs(manager: MessageQueueClientManager, server: MqServer, runs: Path
     return job_ids
 
 
-def check_exactly_once(galaxy: Galaxy, tap: Tap, runs: Path, job_ids: list[str], what: str) -> collections.Counter[str]:
+def check_exactly_once(galaxy: StatusUpdates, tap: Tap, runs: Path, job_ids: list[str], what: str) -> collections.Counter[str]:
     for job_id in job_ids:
         wait_for(lambda job_id=job_id: galaxy.terminal(job_id), 120, what=f"{what}: a terminal status for {job_id}")
     wire = tap.terminal_counts()
@@ -146,42 +124,44 @@ def check_exactly_once(galaxy: Galaxy, tap: Tap, runs: Path, job_ids: list[str],
     return wire
 
 
-def test_server_killed_mid_job_loses_and_doubles_nothing(server: MqServer, tap: Tap, tmp_path: Path,
-                                                         galaxy: tuple[Galaxy, MessageQueueClientManager]) -> None:
+def run_repetitions(name: str, fault: Callable[[int, list[str]], None], server: MqServer, tap: Tap, runs: Path,
+                    galaxy: tuple[StatusUpdates, MessageQueueClientManager]) -> None:
+    """REPETITIONS times: launch jobs, inject `fault(repetition, job_ids)` while they run,
+    then check each ran once and reached the client once."""
     callback, manager = galaxy
-    runs = tmp_path / "runs"
     runs.mkdir()
     duplicates = 0
     for repetition in range(REPETITIONS):
-        job_ids = launch_jobs(manager, server, runs, f"kill{repetition}")
-        wait_for(lambda ids=job_ids: all(callback.saw(j, "running") for j in ids), 60,
+        job_ids = launch_jobs(manager, server, runs, f"{name.split()[0]}{repetition}")
+        fault(repetition, job_ids)
+        wire = check_exactly_once(callback, tap, runs, job_ids, f"{name}, repetition {repetition}")
+        duplicates += sum(wire[j] - 1 for j in job_ids)
+    assert server.running(), server.log_text()[-3000:]
+    print(f"{name} x{REPETITIONS}: {REPETITIONS * JOBS_PER_REPETITION} jobs, "
+          f"{duplicates} duplicate terminal update(s) on the wire (dropped by the client)")
+
+
+def test_server_killed_mid_job_loses_and_doubles_nothing(server: MqServer, tap: Tap, tmp_path: Path,
+                                                         galaxy: tuple[StatusUpdates, MessageQueueClientManager]) -> None:
+    callback = galaxy[0]
+
+    def kill_server(repetition: int, job_ids: list[str]) -> None:
+        wait_for(lambda: all(callback.saw(j, "running") for j in job_ids), 60,
                  what=f"repetition {repetition}: every job running")
         assert server.process is not None
         os.kill(server.process.pid, signal.SIGKILL)  # the server only: its jobs keep running
         server.process.wait()
         server.start()
-        wire = check_exactly_once(callback, tap, runs, job_ids, f"kill -9, repetition {repetition}")
-        duplicates += sum(wire[j] - 1 for j in job_ids)
-    print(f"server kill -9 x{REPETITIONS}: {REPETITIONS * JOBS_PER_REPETITION} jobs, "
-          f"{duplicates} duplicate terminal update(s) on the wire (dropped by the client)")
+
+    run_repetitions("server kill -9", kill_server, server, tap, tmp_path / "runs", galaxy)
 
 
 def test_broker_restarted_mid_job_loses_and_doubles_nothing(server: MqServer, tap: Tap, tmp_path: Path,
-                                                            galaxy: tuple[Galaxy, MessageQueueClientManager]) -> None:
-    callback, manager = galaxy
+                                                            galaxy: tuple[StatusUpdates, MessageQueueClientManager]) -> None:
     runs = tmp_path / "runs"
-    runs.mkdir()
-    duplicates = 0
-    for repetition in range(REPETITIONS):
-        job_ids = launch_jobs(manager, server, runs, f"broker{repetition}")
-        wait_for(lambda ids=job_ids: all((runs / j).exists() for j in ids), 60,
-                 what=f"repetition {repetition}: every job started")
-        started = time.monotonic()
+
+    def restart(repetition: int, job_ids: list[str]) -> None:
+        wait_for(lambda: all((runs / j).exists() for j in job_ids), 60, what=f"repetition {repetition}: every job started")
         restart_broker()
-        assert server.running(), server.log_text()[-3000:]
-        wire = check_exactly_once(callback, tap, runs, job_ids, f"broker restart, repetition {repetition}")
-        duplicates += sum(wire[j] - 1 for j in job_ids)
-        assert time.monotonic() - started < 120
-    assert server.running()
-    print(f"broker restart x{REPETITIONS}: {REPETITIONS * JOBS_PER_REPETITION} jobs, "
-          f"{duplicates} duplicate terminal update(s) on the wire (dropped by the client)")
+
+    run_repetitions("broker restart", restart, server, tap, runs, galaxy)

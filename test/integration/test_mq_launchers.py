@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import psutil
 import pytest
 
 from pulsar.client import MessageQueueClientManager, build_client_manager
+from test.support.mq_updates import StatusUpdates
 from test.support.polling import wait_for
 from test.support.rabbitmq import queue_prefix, wait_for_consumers
 from test.support.server import start_server, subprocess_env, write_app_config
@@ -28,23 +28,9 @@ from test.support.server import start_server, subprocess_env, write_app_config
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(300)]
 
 
-class Updates:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.received: list[dict[str, Any]] = []
-
-    def __call__(self, body: dict[str, Any]) -> None:
-        with self.lock:
-            self.received.append(body)
-
-    def final(self, job_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            return next((b for b in self.received if b.get("job_id") == job_id and b.get("complete") == "true"), None)
-
-
 @pytest.fixture
-def galaxy(tmp_path: Path, amqp_url: str, unique_manager: str) -> Iterator[tuple[Updates, MessageQueueClientManager]]:
-    updates = Updates()
+def galaxy(tmp_path: Path, amqp_url: str, unique_manager: str) -> Iterator[tuple[StatusUpdates, MessageQueueClientManager]]:
+    updates = StatusUpdates()
     manager = build_client_manager(amqp_url=amqp_url, manager=unique_manager, persistence_directory=str(tmp_path / "g"))
     assert isinstance(manager, MessageQueueClientManager)
     manager.ensure_has_status_update_callback(updates)
@@ -62,7 +48,7 @@ def launch(manager: MessageQueueClientManager, staging: Path, job_id: str, comma
 
 
 def test_http_and_queue_together(tmp_path: Path, amqp_url: str, unique_manager: str,
-                                 galaxy: tuple[Updates, MessageQueueClientManager]) -> None:
+                                 galaxy: tuple[StatusUpdates, MessageQueueClientManager]) -> None:
     updates, manager = galaxy
     config_dir = tmp_path / "server"
     server = start_server(config_dir, app_config={"message_queue_url": amqp_url,
@@ -70,7 +56,7 @@ def test_http_and_queue_together(tmp_path: Path, amqp_url: str, unique_manager: 
     try:
         wait_for_consumers(amqp_url, queue_prefix(unique_manager) + "_setup", 30)
         launch(manager, config_dir / "staging", "mixed-1", "sleep 30")
-        wait_for(lambda: any(b.get("status") == "running" for b in updates.received), 30, what="running over the queue")
+        wait_for(lambda: updates.saw("mixed-1", "running"), 30, what="running over the queue")
         status, body = server.get(f"managers/{unique_manager}/jobs/mixed-1/status")
         assert status == 200 and json.loads(body)["status"] == "running"
         manager.get_client({"jobs_directory": str(config_dir / "staging")}, "mixed-1").kill()  # over the queue
@@ -85,7 +71,7 @@ def test_http_and_queue_together(tmp_path: Path, amqp_url: str, unique_manager: 
 
 
 def test_webless_daemon_runs_queue_jobs_and_opens_no_port(tmp_path: Path, amqp_url: str, unique_manager: str,
-                                                          galaxy: tuple[Updates, MessageQueueClientManager]) -> None:
+                                                          galaxy: tuple[StatusUpdates, MessageQueueClientManager]) -> None:
     updates, manager = galaxy
     config_dir = tmp_path / "webless"
     staging = config_dir / "staging"
@@ -112,7 +98,7 @@ def test_webless_daemon_runs_queue_jobs_and_opens_no_port(tmp_path: Path, amqp_u
 
 
 def test_pulsar_config_mq_directory_runs_a_job(tmp_path: Path, amqp_url: str,
-                                               galaxy: tuple[Updates, MessageQueueClientManager]) -> None:
+                                               galaxy: tuple[StatusUpdates, MessageQueueClientManager]) -> None:
     updates, manager = galaxy
     config_dir = tmp_path / "generated"
     written = subprocess.run([sys.executable, "-m", "pulsar.scripts.config", "--directory", str(config_dir), "--mq",

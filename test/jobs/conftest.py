@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -8,21 +7,17 @@ import pytest
 
 from pulsar.core import PulsarApp
 from pulsar.managers.processes import kill_process_tree
+from test.support import polling
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """`test.support.polling.wait_for` with the longer default these job tests need."""
+    return polling.wait_for(predicate, timeout, what=what)
 
 
 def wait_terminal(service, job_id: str, timeout: float = 20.0) -> dict:
-    return wait_for(lambda: (d := service.status(job_id)) and d["complete"] == "true" and d, timeout)
+    return wait_for(lambda: (d := service.status(job_id)) and d["complete"] == "true" and d, timeout,
+                    what=f"a terminal status of job {job_id}")
 
 
 @pytest.fixture
