@@ -121,3 +121,22 @@ def test_stage_out_remote_copy(job: JobDirectory, tmp_path: Path) -> None:
     mapper = FileActionMapper(default_action="remote_copy")
     assert stage_out(job, {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}, never) == []
     assert target.read_text() == "copied back"
+
+
+def test_stage_out_honours_a_configured_proxy(galaxy, job: JobDirectory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain-http posts skip `requests` only when no proxy is configured; with one, the
+    post goes through it (here a dead one, so the transfer fails)."""
+    root, server = galaxy
+    (job.outputs / "dataset_4.dat").write_text("x")
+    outputs = ClientOutputs(working_directory=str(root / "w"), output_files=[str(root / "o" / "dataset_4.dat")])
+    mapper = FileActionMapper(default_action="remote_transfer", files_endpoint=server.files_endpoint)
+    request = {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    failures = stage_out(job, request, never)
+    assert len(failures) == 1 and "dataset_4.dat" in failures[0]
+    assert not (root / "o" / "dataset_4.dat").exists()
+    monkeypatch.delenv("http_proxy")
+    assert stage_out(job, request, never) == []
+    assert (root / "o" / "dataset_4.dat").read_text() == "x"
