@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from pulsar.core import PulsarApp
 from test.client.mq_broker import broker, managers  # noqa: F401  (fixtures)
 from test.support.galaxy_files import fake_galaxy  # noqa: F401  (fixture)
 from test.support.server import free_port, kill_process_tree, wait_until_healthy
@@ -21,8 +22,7 @@ REFERENCE_TOKEN = "reference-token-not-secret"
 @pytest.fixture
 def pulsar_app(tmp_path: Path) -> Iterator[Any]:
     """Our server's application object (no HTTP); the client reaches it in-process."""
-    core = pytest.importorskip("pulsar.core")
-    app = core.PulsarApp(staging_directory=str(tmp_path / "staging"),
+    app = PulsarApp(staging_directory=str(tmp_path / "staging"),
                          persistence_directory=str(tmp_path / "persisted"), private_token="in-process-token")
     try:
         yield app

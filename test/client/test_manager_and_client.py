@@ -42,8 +42,7 @@ def test_unimplemented_modes_are_refused_clearly(kwargs: dict[str, Any]) -> None
 
 def test_amqp_url_builds_the_message_queue_manager(tmp_path: Any) -> None:
     """Galaxy's MQ runner kwargs; building connects to nothing (the consumers do, later)."""
-    pytest.importorskip("kombu")
-    from pulsar.client import MessageQueueClientManager
+    from pulsar.client import MessageQueueClientManager  # kombu: installed by `make setup-venv` (extra amqp)
 
     manager = build_client_manager(amqp_url="amqp://u:secret@127.0.0.1:1//", manager="cluster", cache=None,
                                    transport=None, persistence_directory=str(tmp_path), amqp_acknowledge="true",
