@@ -26,9 +26,9 @@ from typing import Any
 import kombu
 
 from bench.mq_servers import MQServer, queue_name
-from bench.outage_proxy import OutageProxy
 from bench.sampling import MIB, Sampler, rss_bytes
 from bench.servers import TOKEN
+from test.support.outage_proxy import OutageProxy
 
 TERMINAL = {"complete", "cancelled", "failed", "lost"}
 

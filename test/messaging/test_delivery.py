@@ -11,7 +11,6 @@ from typing import Any, Callable
 
 import pytest
 
-from bench.outage_proxy import OutageProxy
 from pulsar.client import ClientOutputs
 from pulsar.core import PulsarApp
 from pulsar.jobs.state import JobState
@@ -19,6 +18,7 @@ from pulsar.shared.action_mapper import FileActionMapper
 from test.messaging.conftest import GalaxyQueues, setup_body, wait_for
 from test.support.galaxy_files import FakeGalaxy, fake_galaxy  # noqa: F401  (fixture)
 from test.support.mq_server import start_our_mq_server
+from test.support.outage_proxy import OutageProxy
 
 pytestmark = pytest.mark.rabbitmq
 

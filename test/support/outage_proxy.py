@@ -1,7 +1,7 @@
 """A loopback TCP relay in front of the broker that can play a broker outage.
 
-The benchmark cannot stop the shared RabbitMQ while other work uses it, so a server under
-test connects through this relay instead.  `cut()` closes the listening socket and every
+The benchmark and the outbox tests cannot stop the shared RabbitMQ while other work uses it,
+so a server under test connects through this relay instead.  `cut()` closes the listening socket and every
 relayed connection (the server sees its connections drop and new ones refused, as when the
 broker is down); `restore()` listens again on the same port.  (test/support/cutting_proxy.py
 does not fit: it breaks chosen connections after a byte budget, it cannot drop every live
