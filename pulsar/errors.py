@@ -42,3 +42,13 @@ class Conflict(PulsarError):
 
 class ConfigurationError(Exception):
     """The configuration cannot be used; the message names the key and the file."""
+
+
+class IncompleteBody(PulsarError):
+    """The request body ended before it was complete: the client closed the connection or
+    went silent mid-body, or a chunked body stopped before its last chunk.  Raised by the
+    server's `wsgi.input`, so an upload reading to EOF fails instead of committing a
+    truncated file."""
+
+    http_status = 400
+    error = "incomplete_body"

@@ -1,23 +1,33 @@
 """Byte-level HTTP/1.1 reading for `pulsar.web.server`: a buffered socket reader and the
 two request-body streams (Content-Length and chunked) exposed as `wsgi.input`.
 
-Body streams never raise on a broken or short connection: they return b"" and set
-`broken`, so the application sees a truncated stream (its own contract turns that into a
-400) and the server knows the connection cannot be reused.  A malformed chunked body
-raises `pulsar.errors.InvalidArgument` (400).
+A body stream whose connection ends or goes silent (the receive timeout) before the body
+is complete raises `pulsar.errors.IncompleteBody` (400) and sets `broken`: an application
+reading to EOF (a chunked upload) must fail, not commit what it got as if it were whole.
+A malformed chunked body raises `pulsar.errors.InvalidArgument` (400).  Chunk sizes follow
+RFC 9112 7.1 strictly: 1 to 16 hex digits, optional whitespace and `;extensions`, nothing
+else (no signs, `0x`, underscores, or characters `int()` would also accept).
+
+The request head (request line and header lines) is read by the server's acceptor with
+`fill_nowait` until `head_complete` says a worker can parse it from the buffer alone, so a
+client that sends its head slowly never holds a worker thread.
 """
 
 from __future__ import annotations
 
+import re
 import socket
+import ssl
 import struct
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
-from pulsar.errors import InvalidArgument
+from pulsar.errors import IncompleteBody, InvalidArgument
 
 RECV_SIZE = 256 * 1024
 MAX_CHUNK_LINE = 4096
 MAX_TRAILERS = 64
+#: chunk = chunk-size [ chunk-ext ] CRLF (RFC 9112 7.1); a bare LF is tolerated as elsewhere.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\r?\n")
 
 
 def set_blocking_timeout(sock: socket.socket, seconds: float) -> None:
@@ -41,6 +51,7 @@ class SocketReader:
 
     def __init__(self, sock: socket.socket, recv_size: int = RECV_SIZE):
         self._sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
         self._buf = bytearray()
         self._pos = 0
         # recv() would allocate (and, at this size, mmap and unmap) a fresh buffer per call;
@@ -50,13 +61,47 @@ class SocketReader:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
-    def _fill(self) -> int:
+    def _fill(self, flags: int = 0) -> int:
         if self._pos and self._pos * 2 >= len(self._buf):
             del self._buf[: self._pos]
             self._pos = 0
-        received = self._sock.recv_into(self._scratch)
+        received = self._sock.recv_into(self._scratch, 0, flags) if flags else self._sock.recv_into(self._scratch)
         self._buf += self._scratch[:received]
         return received
+
+    def fill_nowait(self) -> int:
+        """One receive that never waits: the byte count, 0 at EOF.  Raises `BlockingIOError`
+        when nothing is waiting on a plain socket (MSG_DONTWAIT: no mode switch, the socket
+        stays blocking for the worker) and `ssl.SSLWantReadError`/`SSLWantWriteError` on a
+        TLS socket, which the caller must have made non-blocking (SSL sockets take no flags)."""
+        if self._tls:
+            return self._fill()
+        return self._fill(socket.MSG_DONTWAIT)
+
+    def head_complete(self, line_limit: int, section_limit: int) -> bool:
+        """True when a request head can be parsed from the buffer without receiving more:
+        the request line (within `line_limit` bytes, newline included) and the header
+        section up to its blank line (within `section_limit` bytes) are buffered, or
+        enough is buffered to prove one of them over its limit (the parser then rejects
+        without reading on).  Up to four blank lines before a request are skipped, as the
+        parser does."""
+        buf, pos, end = self._buf, self._pos, len(self._buf)
+        for _ in range(4):
+            if buf.startswith(b"\r\n", pos):
+                pos += 2
+            elif buf.startswith(b"\n", pos):
+                pos += 1
+            else:
+                break
+        newline = buf.find(b"\n", pos, pos + line_limit)
+        if newline < 0:
+            return end - pos >= line_limit
+        # The blank line ending the section shows as LF LF or LF CR LF, its first LF ending
+        # the line before (the request line itself when there are no headers).
+        stop = newline + 1 + section_limit
+        if buf.find(b"\n\r\n", newline, stop) >= 0 or buf.find(b"\n\n", newline, stop) >= 0:
+            return True
+        return end - (newline + 1) > section_limit
 
     def take_header_block(self, limit: int) -> bytes | None:
         """The already-buffered header block (the bytes up to and including the blank line,
@@ -198,23 +243,36 @@ class BodyInput:
     def discard(self, limit: int) -> bool:
         """Read and drop the rest of the body, up to `limit` bytes; True if it all went."""
         dropped = 0
-        while not self.finished and not self.broken and dropped <= limit:
-            block = self.read(min(1024 * 1024, limit + 1 - dropped) or 1)
-            if not block:
-                break
-            dropped += len(block)
+        try:
+            while not self.finished and not self.broken and dropped <= limit:
+                block = self.read(min(1024 * 1024, limit + 1 - dropped) or 1)
+                if not block:
+                    break
+                dropped += len(block)
+        except (IncompleteBody, InvalidArgument):
+            return False
         return self.finished and not self.broken
+
+    def _incomplete(self, why: str) -> IncompleteBody:
+        self.broken = True
+        return IncompleteBody(f"request body incomplete: {why}")
 
 
 class ContentLengthInput(BodyInput):
+    """A body of exactly `length` bytes; reading past a connection that ends (or stays
+    silent for the receive timeout) before then raises `IncompleteBody`."""
+
     def __init__(self, reader: SocketReader, length: int,
                  before_first_read: Callable[[], None] | None = None):
         super().__init__(reader, before_first_read)
+        self.length = length
         self.remaining = length
         self.finished = length == 0
 
     def read(self, size: int = -1) -> bytes:
-        if self.remaining <= 0 or self.broken:
+        if self.broken:
+            raise self._short()
+        if self.remaining <= 0:
             return b""
         self._start()
         if size is None or size < 0 or size > self.remaining:
@@ -223,14 +281,16 @@ class ContentLengthInput(BodyInput):
             data = self._reader.read(size)
         except OSError:
             data = b""
-        if len(data) < size:
-            self.broken = True
         self.remaining -= len(data)
+        if len(data) < size:
+            raise self._short()
         self.finished = self.remaining == 0
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        if self.remaining <= 0 or self.broken:
+        if self.broken:
+            raise self._short()
+        if self.remaining <= 0:
             return 0
         self._start()
         view = memoryview(buffer)[: min(len(buffer), self.remaining)]
@@ -238,22 +298,30 @@ class ContentLengthInput(BodyInput):
             count = self._reader.readinto(view)
         except OSError:
             count = 0
-        if count < len(view):
-            self.broken = True
         self.remaining -= count
+        if count < len(view):
+            raise self._short()
         self.finished = self.remaining == 0
         return count
 
+    def _short(self) -> IncompleteBody:
+        received = self.length - self.remaining
+        return self._incomplete(f"{received} of {self.length} bytes received before the connection "
+                                "closed or timed out")
+
 
 class ChunkedInput(BodyInput):
-    """A `Transfer-Encoding: chunked` body, de-chunked; EOF after the last chunk."""
+    """A `Transfer-Encoding: chunked` body, de-chunked; EOF only after the last (zero-size)
+    chunk.  A connection that ends or times out before it raises `IncompleteBody`."""
 
     def __init__(self, reader: SocketReader, before_first_read: Callable[[], None] | None = None):
         super().__init__(reader, before_first_read)
         self._chunk_left = 0
 
     def read(self, size: int = -1) -> bytes:
-        if self.finished or self.broken:
+        if self.broken:
+            raise self._incomplete("the chunked body was cut off before its last chunk")
+        if self.finished:
             return b""
         self._start()
         parts: list[bytes] = []
@@ -266,16 +334,14 @@ class ChunkedInput(BodyInput):
                 take = self._chunk_left if wanted < 0 else min(self._chunk_left, wanted - got)
                 data = self._reader.read(take)
                 if len(data) < take:
-                    self.broken = True
-                    parts.append(data)
-                    break
+                    raise EOFError
                 parts.append(data)
                 got += len(data)
                 self._chunk_left -= len(data)
                 if self._chunk_left == 0:
                     self._expect_crlf()
-        except OSError:
-            self.broken = True
+        except (OSError, EOFError):
+            raise self._incomplete("the chunked body was cut off before its last chunk") from None
         return b"".join(parts)
 
     def _next_chunk(self) -> bool:
@@ -283,15 +349,11 @@ class ChunkedInput(BodyInput):
         if not line.endswith(b"\n"):
             if len(line) >= MAX_CHUNK_LINE:
                 self._malformed("chunk-size line too long")
-            self.broken = True
-            return False
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            size = -1
-        if size < 0 or not size_text or size_text.startswith((b"+", b"-", b"0x", b"0X")):
-            self._malformed(f"bad chunk size {size_text[:40]!r}")
+            raise EOFError
+        match = _CHUNK_LINE.fullmatch(line)
+        if match is None:
+            self._malformed(f"bad chunk-size line {line[:40]!r}")
+        size = int(match.group(1), 16)
         if size == 0:
             self._read_trailers()
             self.finished = True
@@ -301,11 +363,11 @@ class ChunkedInput(BodyInput):
 
     def _expect_crlf(self) -> None:
         line = self._reader.readline(2)
-        if line not in (b"\r\n", b"\n"):
-            if not line:
-                self.broken = True
-                return
-            self._malformed("chunk data not followed by CRLF")
+        if line in (b"\r\n", b"\n"):
+            return
+        if not line or line == b"\r":
+            raise EOFError
+        self._malformed("chunk data not followed by CRLF")
 
     def _read_trailers(self) -> None:
         for _ in range(MAX_TRAILERS):
@@ -313,10 +375,11 @@ class ChunkedInput(BodyInput):
             if line in (b"\r\n", b"\n"):
                 return
             if not line.endswith(b"\n"):
-                self.broken = True
-                return
+                if len(line) >= MAX_CHUNK_LINE:
+                    self._malformed("trailer line too long")
+                raise EOFError
         self._malformed("too many trailer lines")
 
-    def _malformed(self, why: str) -> None:
+    def _malformed(self, why: str) -> NoReturn:
         self.broken = True
         raise InvalidArgument(f"malformed chunked request body: {why}")

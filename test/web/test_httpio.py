@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from pulsar.errors import InvalidArgument
+from pulsar.errors import IncompleteBody, InvalidArgument
 from pulsar.web.httpio import ChunkedInput, ContentLengthInput, SocketReader
 
 
@@ -82,8 +82,11 @@ def test_content_length_input_truncated(pair: tuple[socket.socket, socket.socket
     server, client = pair
     feed(client, b"abc")
     body = ContentLengthInput(SocketReader(server), 10)
-    assert body.read(10) == b"abc"
+    with pytest.raises(IncompleteBody, match="3 of 10 bytes"):
+        body.read(10)
     assert body.broken and not body.finished
+    with pytest.raises(IncompleteBody):  # and stays failed
+        body.read(10)
 
 
 def test_chunked_input(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -103,7 +106,13 @@ def test_chunked_readline(pair: tuple[socket.socket, socket.socket]) -> None:
     assert list(ChunkedInput(SocketReader(server))) == [b"a\n", b"bc\n"]
 
 
-@pytest.mark.parametrize("data", [b"zz\r\nhello\r\n0\r\n\r\n", b"-1\r\n", b"5\r\nhelloXX0\r\n\r\n", b"0x5\r\nhello\r\n"])
+@pytest.mark.parametrize("data", [
+    b"zz\r\nhello\r\n0\r\n\r\n", b"-1\r\n", b"5\r\nhelloXX0\r\n\r\n", b"0x5\r\nhello\r\n",
+    # RFC 9112 7.1: chunk-size is 1*HEXDIG; int(x, 16) would take all of these
+    b"\x1c5\r\nhello\r\n0\r\n\r\n", b"5\xa0\r\nhello\r\n0\r\n\r\n", b"1_0\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+    b" 5\r\nhello\r\n0\r\n\r\n", b"+5\r\nhello\r\n0\r\n\r\n", b"\r\n", b"5;\x00\r\nhello\r\n0\r\n\r\n",
+    b"1" * 17 + b"\r\n",
+])
 def test_malformed_chunked_input(pair: tuple[socket.socket, socket.socket], data: bytes) -> None:
     server, client = pair
     feed(client, data)
@@ -117,8 +126,58 @@ def test_chunked_input_cut_short(pair: tuple[socket.socket, socket.socket]) -> N
     server, client = pair
     feed(client, b"10\r\nonly")
     body = ChunkedInput(SocketReader(server))
-    assert body.read() == b"only"
+    with pytest.raises(IncompleteBody, match="before its last chunk"):
+        body.read()
     assert body.broken and not body.finished
+
+
+@pytest.mark.parametrize("data", [b"5\r\nhello\r\n", b"5\r\nhello", b"5\r\nhello\r", b"5\r\nhello\r\n0\r\n",
+                                  b"5\r\nhello\r\n0\r\nTrailer: x\r\n"])
+def test_chunked_input_without_its_end_is_never_plain_eof(pair: tuple[socket.socket, socket.socket],
+                                                         data: bytes) -> None:
+    """An application reading to EOF must not mistake a cut connection for the body's end."""
+    server, client = pair
+    feed(client, data)
+    body = ChunkedInput(SocketReader(server, recv_size=3))
+    with pytest.raises(IncompleteBody):
+        while body.read(2):
+            pass
+
+
+@pytest.mark.parametrize("data, size", [(b"5 ;name=value\r\nhello\r\n0\r\n\r\n", 5),
+                                        (b"00A\r\n0123456789\r\n0\r\n\r\n", 10),
+                                        (b"a\n0123456789\n0\n\n", 10)])
+def test_chunk_size_forms_rfc_9112_allows(pair: tuple[socket.socket, socket.socket], data: bytes, size: int) -> None:
+    server, client = pair
+    feed(client, data)
+    body = ChunkedInput(SocketReader(server))
+    assert len(body.read()) == size and body.finished
+
+
+def test_head_complete(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    server.settimeout(None)  # as in the server: a blocking socket, read with MSG_DONTWAIT
+    reader = SocketReader(server)
+    pieces = [b"\r\nGET / HT", b"TP/1.1\r\nHost: x\r\n", b"X: y\r\n", b"\r\n"]
+    for index, piece in enumerate(pieces):
+        client.sendall(piece)
+        reader.fill_nowait()
+        assert reader.head_complete(100, 100) == (index == len(pieces) - 1)
+    with pytest.raises(BlockingIOError):  # nothing more waiting: never blocks
+        reader.fill_nowait()
+
+
+@pytest.mark.parametrize("data, complete", [
+    (b"GET / HTTP/1.1\n\n", True), (b"GET / HTTP/1.1\r\n\r\n", True), (b"GET / HTTP/1.1\nA: b\n\n", True),
+    (b"x" * 50, False), (b"x" * 100, True),  # request line: over the limit is "complete" (parser says 414)
+    (b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 16, False), (b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 17, True),
+])
+def test_head_complete_limits(pair: tuple[socket.socket, socket.socket], data: bytes, complete: bool) -> None:
+    server, client = pair
+    client.sendall(data)
+    reader = SocketReader(server)
+    reader.fill_nowait()
+    assert reader.head_complete(100, 100) is complete
 
 
 def test_take_header_block(pair: tuple[socket.socket, socket.socket]) -> None:
