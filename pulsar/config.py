@@ -27,8 +27,10 @@ value raises `ConfigurationError` naming the key and where it came from.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import logging
 import os
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -184,6 +186,12 @@ def _check_manager_type(options: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown manager type {type_name!r}; expected one of {', '.join(sorted(MANAGER_TYPES))}")
 
 
+def _withheld_environment(value: Any) -> list[str]:
+    from pulsar.managers.environment import withheld_words
+
+    return list(withheld_words(value))
+
+
 #: key -> coercion.  Directory keys are handled separately (they need config_dir).
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "private_token": _private_token,
@@ -204,6 +212,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "dependency_resolution": _mapping,
     "user_auth": _mapping,
     "galaxy_home": _non_empty_string,
+    "withheld_environment": _withheld_environment,
 }
 
 #: Directories resolved against config_dir when relative.
@@ -329,6 +338,43 @@ def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigurationError(f"{ini}: [{SERVER_SECTION}] {key}: {exc}") from None
     return result
+
+
+def server_hosts(ini_path: str | os.PathLike[str], defaults: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The address every `[server:*]` section of an INI binds: its `host`, the hosts of a
+    gunicorn-style `bind` (`host:port` words), or 127.0.0.1 (what both our runner and
+    Paste's `egg:Paste#http` bind when `host` is unset).  `defaults` are the values
+    PasteDeploy interpolates (`paster serve server.ini host=...` passes them).  Every
+    section counts because `paster serve --server-name` may pick any of them."""
+    ini = Path(ini_path).resolve()
+    parser = configparser.ConfigParser(
+        defaults={"here": str(ini.parent), "__file__": str(ini),
+                  **{str(k): str(v) for k, v in (defaults or {}).items() if isinstance(v, (str, int))}},
+        interpolation=configparser.BasicInterpolation(),
+        strict=False,
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        with open(ini, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error) as exc:
+        raise ConfigurationError(f"{ini}: cannot read the server sections: {exc}") from None
+    hosts: dict[str, str] = {}
+    for section in parser.sections():
+        if not section.startswith("server:"):
+            continue
+        try:
+            host = parser.get(section, "host", fallback="").strip()
+            bind = parser.get(section, "bind", fallback="").strip()
+        except configparser.Error as exc:
+            raise ConfigurationError(f"{ini}: [{section}] host: {exc}") from None
+        hosts[section] = host or "127.0.0.1"
+        for index, word in enumerate(bind.replace(",", " ").split()):
+            if word.startswith(("unix:", "fd://")):
+                continue  # not a network address
+            address = word.rpartition(":")[0] if word.count(":") == 1 or word.startswith("[") else word
+            hosts[f"{section} bind {index}"] = address or "0.0.0.0"
+    return hosts
 
 
 #: `[server:main]` keys in seconds, passed to `pulsar.web.server.make_server` as they are.
@@ -493,3 +539,39 @@ def _directory(value: Any, config_dir: Path, allow_none: bool) -> str | None:
 
 def _is_known(key: str) -> bool:
     return key in PASS_THROUGH_KEYS or key.startswith(PASS_THROUGH_PREFIXES)
+
+
+# --- who may be served without a token ---------------------------------------------------
+
+
+class InsecureBind(ConfigurationError):
+    """Refusing to serve without a token on a non-loopback address (every launcher)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True if every address `host` names is a loopback address (unresolvable: False)."""
+    text = host.strip()
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(text, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def check_bind(host: str, private_token: str | None, allow_insecure_bind: bool, launcher: str) -> None:
+    """The one secure-start rule, applied by `pulsar`, `paster serve` (our server runner and
+    Paste's own server, through the app factory) alike: without a token, only a loopback
+    address may be served unless `allow_insecure_bind` says the network is trusted.
+    Raises `InsecureBind` naming the launcher's way out."""
+    if private_token or allow_insecure_bind or is_loopback(host):
+        return
+    raise InsecureBind(
+        f"refusing to serve on {host} without a private_token: anyone who can reach it could run "
+        f"commands. Set private_token in app.yml, or {launcher} if the network is trusted."
+    )

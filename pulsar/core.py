@@ -21,6 +21,7 @@ from pulsar.jobs.script import ScriptOptions
 from pulsar.jobs.service import JobService
 from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.store import JobStore
+from pulsar.managers.environment import JobEnvironment
 from pulsar.managers.registry import build_manager
 
 if TYPE_CHECKING:
@@ -147,6 +148,10 @@ class PulsarApp:
             None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
         )
         self.services: dict[str, JobService] = {}
+        #: The environment every job inherits: the server's, minus the token and secret-looking
+        #: names (`withheld_environment`); captured once, its withheld names logged once.
+        self.job_environment = JobEnvironment.from_options(options)
+        self.job_environment.log_withheld()
         #: Message-queue bindings, one per manager, when `message_queue_url` is set.
         self.bindings: list[MessageQueueBinding] = []
         try:
@@ -155,9 +160,11 @@ class PulsarApp:
                 merged.update(manager_options)
                 stage_in, stage_out = _remote_staging_hooks(merged)
                 store_dir = None if self.persistence_directory is None else self.persistence_directory / name
+                manager = build_manager(name, merged)
+                manager.use_environment(self.job_environment)
                 service = JobService(
                     name,
-                    build_manager(name, merged),
+                    manager,
                     JobStore(store_dir),
                     _service_settings(name, merged),
                     stage_in=stage_in,

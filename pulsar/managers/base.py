@@ -13,6 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Protocol
 
+from pulsar.managers.environment import JobEnvironment, default_environment
+
 
 @dataclasses.dataclass(frozen=True)
 class LaunchSpec:
@@ -62,6 +64,13 @@ class Manager(abc.ABC):
         self.name = name
         self.options = dict(options)
         self.events: ManagerEvents | None = None
+        #: What jobs (and the scheduler commands that export their environment to jobs)
+        #: run with; the application replaces it through `use_environment`.
+        self.environment: JobEnvironment = default_environment()
+
+    def use_environment(self, environment: JobEnvironment) -> None:
+        """Jobs inherit `environment` (the server's, secrets withheld); called before `start`."""
+        self.environment = environment
 
     def bind(self, events: ManagerEvents) -> None:
         """Called once by the job layer before `start`."""

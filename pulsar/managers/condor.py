@@ -166,8 +166,10 @@ class CondorManager(ExternalManager):
     def _submit_external(self, spec: LaunchSpec) -> str:
         submit_file = spec.job_directory / SUBMIT_FILE
         submit_file.write_text(submit_description(spec, self._settings_for(spec)))
+        # `getenv = true` copies condor_submit's own environment into the job: give it the
+        # job environment (secrets withheld), not the server's.
         result = subprocess.run(["condor_submit", str(submit_file)], capture_output=True, text=True,
-                                timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+                                timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL, env=self.environment.as_dict())
         cluster = parse_condor_submit(result.stdout) if result.returncode == 0 else None
         if cluster is None:
             detail = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
@@ -196,6 +198,6 @@ class CondorManager(ExternalManager):
 
     def _cancel_external(self, external_id: str, backend: Mapping[str, Any]) -> None:
         result = subprocess.run(["condor_rm", external_id], capture_output=True, text=True,
-                                timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+                                timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL, env=self.environment.as_dict())
         if result.returncode != 0:
             log.warning("manager %s: condor_rm %s: %s", self.name, external_id, result.stderr.strip())

@@ -10,6 +10,7 @@ qmaster forgot it) is gone: the job layer completes it from return_code.
 from __future__ import annotations
 
 import logging
+import shlex
 from typing import Any, Mapping, Sequence
 
 from pulsar.managers.base import LaunchError, LaunchSpec
@@ -43,8 +44,31 @@ def drmaa_state(state: str) -> Observation:
     return Observation(phase, state)
 
 
-def job_template(spec: LaunchSpec, native_specification: str | None) -> dict[str, Any]:
-    """The DRMAA job-template attributes for `spec` (paths are DRMAA `[host]:path`)."""
+#: Grid Engine's "export every variable of the submitter" option.
+EXPORT_ALL = "-V"
+
+
+def export_all_replaced(native_specification: str | None) -> tuple[str | None, bool]:
+    """`native_specification` without `-V`, and whether it had one.
+
+    The DRMAA session lives in the server process, so `-V` would hand the server's whole
+    environment, secrets included, to the job; the manager passes the job environment
+    (secrets withheld) as `jobEnvironment` instead, which is what `-V` was asked for."""
+    if not native_specification:
+        return native_specification, False
+    try:
+        words = shlex.split(native_specification)
+    except ValueError:
+        return native_specification, False
+    if EXPORT_ALL not in words:
+        return native_specification, False
+    return shlex.join(word for word in words if word != EXPORT_ALL) or None, True
+
+
+def job_template(spec: LaunchSpec, native_specification: str | None,
+                 environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The DRMAA job-template attributes for `spec` (paths are DRMAA `[host]:path`);
+    `environment`, when given, becomes `jobEnvironment`."""
     attrs: dict[str, Any] = {
         "remoteCommand": str(spec.script),
         "jobName": spec.job_name,
@@ -54,6 +78,8 @@ def job_template(spec: LaunchSpec, native_specification: str | None) -> dict[str
     }
     if native_specification:
         attrs["nativeSpecification"] = native_specification
+    if environment is not None:
+        attrs["jobEnvironment"] = dict(environment)
     return attrs
 
 
@@ -90,8 +116,13 @@ class DrmaaManager(ExternalManager):
                         self.name, spec.job_id, requested, self.native_specification)
         return self.native_specification or requested
 
+    def job_template_for(self, spec: LaunchSpec) -> dict[str, Any]:
+        """The job template, with `-V` replaced by the job environment (see `export_all_replaced`)."""
+        native, export_all = export_all_replaced(self.native_specification_for(spec))
+        return job_template(spec, native, self.environment.variables if export_all else None)
+
     def _submit_external(self, spec: LaunchSpec) -> str:
-        attrs = job_template(spec, self.native_specification_for(spec))
+        attrs = self.job_template_for(spec)
         try:
             return self.session.run_job(**attrs)
         except Exception as exc:  # DrmaaException subclasses: DeniedByDrm, InvalidAttributeValue, ...

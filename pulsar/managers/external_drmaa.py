@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import pulsar
 from pulsar.managers.base import LaunchError, LaunchSpec
-from pulsar.managers.drmaa import DrmaaManager, job_template
+from pulsar.managers.drmaa import DrmaaManager
 from pulsar.managers.external import EXTERNAL_ID, Tracked
 from pulsar.util.fileio import atomic_write_json
 
@@ -80,7 +80,7 @@ class ExternalDrmaaManager(DrmaaManager):
         """`sudo -E [-u user] NAME=value...`: sudo drops variables such as PYTHONPATH and
         GLIBC_TUNABLES even with -E, so the ones the helpers need are passed explicitly
         (sudoers needs SETENV for the helper commands)."""
-        env = dict(os.environ)
+        env = self.environment.as_dict()
         package_root = str(Path(pulsar.__file__).resolve().parent.parent)  # for the `-m` fallback
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         assignments = [f"{name}={env[name]}" for name in self.helper_environment if env.get(name)]
@@ -88,7 +88,9 @@ class ExternalDrmaaManager(DrmaaManager):
 
     def _run_helper(self, argv: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         log.debug("manager %s: running %s", self.name, shlex.join(argv))
-        return subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd,
+        # `sudo -E` hands our environment to the helpers, and the launch helper's DRMAA
+        # session may export it to the job: run them with the job environment (secrets withheld).
+        return subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd, env=self.environment.as_dict(),
                               timeout=HELPER_TIMEOUT, stdin=subprocess.DEVNULL)
 
     def _chown(self, directory: Path, user: str) -> subprocess.CompletedProcess[str]:
@@ -110,7 +112,7 @@ class ExternalDrmaaManager(DrmaaManager):
     def _submit_external(self, spec: LaunchSpec) -> str:
         user = self._user_of(spec)
         attributes_path = spec.job_directory / JOB_ATTRIBUTES_FILE
-        atomic_write_json(attributes_path, job_template(spec, self.native_specification_for(spec)))
+        atomic_write_json(attributes_path, self.job_template_for(spec))
         chowned = self._chown(spec.job_directory, user)
         if chowned.returncode != 0:
             raise LaunchError(f"could not hand job directory to {user}: {chowned.stderr.strip()}")

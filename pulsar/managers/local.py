@@ -61,7 +61,7 @@ class _LocalManager(Manager):
                 self._cancelled.discard(spec.job_id)
                 return
             try:
-                process = start_job_process(spec)
+                process = start_job_process(spec, self.environment.variables)
             except OSError as exc:
                 start_error: OSError | None = exc
             else:

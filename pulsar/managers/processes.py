@@ -22,15 +22,9 @@ from pulsar.managers.base import LaunchSpec
 
 log = logging.getLogger(__name__)
 
-#: Environment variables that must not leak into jobs (they may carry the server's secrets).
-_PRIVATE_ENV_PREFIXES = ("PULSAR_CONFIG_", "PULSAR_PRIVATE")
-
-
-def job_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
-
-
-def start_job_process(spec: LaunchSpec) -> subprocess.Popen[bytes]:
+def start_job_process(spec: LaunchSpec, environment: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start the job script with exactly `environment` (the server's, secrets withheld:
+    see `pulsar.managers.environment`), never this process's own."""
     with open(spec.stdout_path, "ab") as stdout, open(spec.stderr_path, "ab") as stderr:
         return subprocess.Popen(
             ["/bin/bash", str(spec.script)],
@@ -40,7 +34,7 @@ def start_job_process(spec: LaunchSpec) -> subprocess.Popen[bytes]:
             stderr=stderr,
             start_new_session=True,
             close_fds=True,
-            env=job_environment(),
+            env=dict(environment),
         )
 
 

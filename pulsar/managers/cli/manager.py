@@ -64,7 +64,7 @@ class CliManager(ExternalManager):
 
     def _submit_external(self, spec: LaunchSpec) -> str:
         command = self.plugin.submit_command(spec.script)
-        result = self.shell.run(command.argv, stdin_path=command.stdin_path)
+        result = self.shell.run(command.argv, stdin_path=command.stdin_path, env=self.environment.variables)
         return self.plugin.parse_submit(result)
 
     def _poll(self, jobs: Sequence[Tracked]) -> Mapping[str, Observation]:
@@ -72,12 +72,12 @@ class CliManager(ExternalManager):
         seen: dict[str, Observation] = {}
         for start in range(0, len(ids), STATUS_BATCH):
             batch = ids[start:start + STATUS_BATCH]
-            result = self.shell.run(self.plugin.status_command(batch))
+            result = self.shell.run(self.plugin.status_command(batch), env=self.environment.variables)
             seen.update(self.plugin.parse_status(batch, result))
         return seen
 
     def _cancel_external(self, external_id: str, backend: Mapping[str, Any]) -> None:
-        result = self.shell.run(self.plugin.cancel_command(external_id))
+        result = self.shell.run(self.plugin.cancel_command(external_id), env=self.environment.variables)
         if not result.ok:
             log.warning("manager %s: %s for %s returned %s: %s", self.name, result.argv[0],
                         external_id, result.returncode, result.stderr.strip())

@@ -56,8 +56,12 @@ class Shell:
         """The argv actually executed on this machine for `argv`."""
         return list(argv)
 
-    def run(self, argv: Sequence[str], *, stdin_path: Path | None = None) -> CommandResult:
-        """Run `argv` (on the shell's host) with `stdin_path` as standard input.
+    def run(self, argv: Sequence[str], *, stdin_path: Path | None = None,
+            env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run `argv` (on the shell's host) with `stdin_path` as standard input and `env` as
+        the local command's environment (None: this process's).  `sbatch`, `qsub` and `bsub`
+        export the submitter's environment to the job by default, so the manager passes
+        the job environment (secrets withheld), not the server's.
 
         Never raises for a failing command: a non-zero status, a missing program (127) and
         a timeout (-1, stderr `Execution timed out`) all come back as results.
@@ -66,7 +70,8 @@ class Shell:
         stdin = open(stdin_path, "rb") if stdin_path is not None else subprocess.DEVNULL
         try:
             process = subprocess.Popen(
-                full, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+                full, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                env=dict(env) if env is not None else None,
             )
         except OSError as exc:
             return CommandResult(tuple(full), 127, "", f"{full[0]}: {exc.strerror or exc}")
