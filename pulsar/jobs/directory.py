@@ -1,22 +1,28 @@
 """The job directory: its layout, and names confined to it.
 
-Every file name that arrives over the network is turned into a path here and nowhere else.
-A name is accepted only if, after resolving symlinks, it stays inside the directory of its
-path type, so nothing outside the staging root is ever read, written or deleted.
+Every file name that arrives over the network is turned into path components here and
+nowhere else, and every read, listing, write and delete below `<staging root>/<job id>` goes
+through `pulsar.jobs.jobfs` (directory fds, `O_NOFOLLOW`, regular files only): the job owns
+its directory while it runs and may plant symlinks or FIFOs anywhere in it, so no path in
+it is ever resolved by name.
 """
 
 from __future__ import annotations
 
-import glob
+import contextlib
+import fnmatch
+import io
 import os
-import shutil
+import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence, overload
 
 from pulsar import protocol
 from pulsar.errors import InvalidArgument, NotFound
+from pulsar.jobs import jobfs
 from pulsar.jobs.ids import validate_job_id
 from pulsar.protocol import PathType
+from pulsar.util.fileio import Readable, StreamResult, atomic_write_bytes, stream_to_file
 
 MAX_NAME_LENGTH = 4096
 
@@ -54,7 +60,7 @@ def relative_parts(name: str, nested: bool) -> list[str]:
         last = name.rsplit("/", 1)[-1]
         if last in ("", ".", ".."):
             raise InvalidArgument(f"name {name!r} does not name a file")
-        return [last]
+        return [jobfs.check_component(last)]
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -64,7 +70,7 @@ def relative_parts(name: str, nested: bool) -> list[str]:
                 raise InvalidArgument(f"name {name!r} points outside its directory")
             parts.pop()
         else:
-            parts.append(part)
+            parts.append(jobfs.check_component(part))
     if not parts:
         raise InvalidArgument(f"name {name!r} does not name a file")
     return parts
@@ -75,7 +81,11 @@ def is_within(path: str, directory: str) -> bool:
 
 
 class JobDirectory:
-    """One job's directory, `<staging root>/<job id>`."""
+    """One job's directory, `<staging root>/<job id>`.
+
+    The `Path` properties are for what the server tells others (the setup document, the
+    launch spec); the methods are how the server itself reads and writes inside it.
+    """
 
     def __init__(self, staging_root: Path, job_id: str):
         self.job_id = validate_job_id(job_id)
@@ -100,21 +110,37 @@ class JobDirectory:
         return self.path / protocol.OUTPUTS_DIR
 
     def exists(self) -> bool:
-        return self.path.is_dir()
+        """True if the job directory is a real directory (a symlink in its place is not)."""
+        try:
+            return stat.S_ISDIR(os.lstat(self.path).st_mode)
+        except OSError:
+            return False
 
     def create(self, mode: int | None = None) -> None:
-        """Create the directory and the standard sub-directories (idempotent)."""
-        self._check_job_path()
-        for sub in ("",) + protocol.STANDARD_SUBDIRECTORIES:
-            target = self.sub(sub)
+        """Create the directory and the standard sub-directories (idempotent); one that a
+        job replaced by a symlink or a file is refused (`InvalidArgument`), never followed."""
+        with jobfs.opened_dir(self.staging_root, []) as root:
+            job_fd = self._make_dir(root, self.job_id, mode)
             try:
-                target.mkdir(mode=mode if mode is not None else 0o777)
-            except FileExistsError:
-                if not target.is_dir() or target.is_symlink():
-                    raise InvalidArgument(f"{target} exists and is not a directory") from None
-            else:
-                if mode is not None:
-                    os.chmod(target, mode)
+                for sub in protocol.STANDARD_SUBDIRECTORIES:
+                    os.close(self._make_dir(job_fd, sub, mode))
+            finally:
+                os.close(job_fd)
+
+    @staticmethod
+    def _make_dir(parent_fd: int, name: str, mode: int | None) -> int:
+        try:
+            os.mkdir(name, 0o777 if mode is None else mode, dir_fd=parent_fd)
+            created = True
+        except FileExistsError:
+            created = False
+        try:
+            fd = jobfs.open_child_dir(parent_fd, name)
+        except NotFound:
+            raise InvalidArgument(f"{name!r} exists and is not a directory") from None
+        if created and mode is not None:
+            os.chmod(fd, mode)  # exactly `mode`, whatever the umask
+        return fd
 
     def layout(self) -> dict[str, str]:
         """The absolute paths the setup reply advertises."""
@@ -129,124 +155,198 @@ class JobDirectory:
             "unstructured_files_directory": str(self.sub(protocol.UNSTRUCTURED_DIR)),
         }
 
-    # -- confined paths ----------------------------------------------------------------
+    # -- opening -----------------------------------------------------------------------
 
-    def _check_job_path(self) -> None:
-        """The job directory itself must be a real directory directly under the staging root."""
-        if self.path.is_symlink():
-            raise InvalidArgument(f"job directory of {self.job_id!r} is a symbolic link")
+    @contextlib.contextmanager
+    def opened(self, *parts: str, create: bool = False) -> Iterator[int]:
+        """An fd of the job directory, or of the directory `parts` below it, every component
+        opened without following a symlink (created with `create`).  `NotFound` if missing,
+        `jobfs.NotRegularFile` if a component is a symlink or not a directory."""
+        with jobfs.opened_dir(self.staging_root, [self.job_id, *(p for p in parts if p)], create=create) as fd:
+            yield fd
 
-    def _resolve(self, path_type: PathType, name: str, *, create_parents: bool) -> Path:
-        self._check_job_path()
-        base = self.sub(protocol.PATH_TYPE_DIRECTORIES[path_type])
+    def _split(self, path_type: PathType, name: str) -> tuple[list[str], str]:
+        """(directories below the job directory, file name) of a client's (type, name)."""
         parts = relative_parts(name, nested=path_type in protocol.NESTED_PATH_TYPES)
-        candidate = base.joinpath(*parts)
-        if create_parents and not candidate.parent.exists():
-            if not base.is_dir():
-                if path_type is PathType.UNSTRUCTURED and self.path.is_dir():
-                    base.mkdir(exist_ok=True)
-                else:
-                    raise NotFound(f"job {self.job_id!r} has not been set up")
-            # Create parents one level at a time, each checked, so a planted symlink in the
-            # middle of the name cannot redirect the creation.
-            current = base
-            for part in parts[:-1]:
-                current = current / part
-                if not current.exists():
-                    current.mkdir()
-        self._confine(candidate, base, name)
-        return candidate
+        base = protocol.PATH_TYPE_DIRECTORIES[path_type]
+        return ([base] if base else []) + parts[:-1], parts[-1]
 
-    def _confine(self, candidate: Path, base: Path, name: str) -> None:
-        real_base = os.path.realpath(base)
-        real_root = os.path.realpath(self.path)
-        if not is_within(real_base, real_root):
-            raise InvalidArgument(f"{base.name} directory of job {self.job_id!r} points outside the job directory")
-        real = os.path.realpath(candidate)
-        if not is_within(real, real_base) or real == real_base:
-            raise InvalidArgument(f"name {name!r} points outside its directory")
+    @contextlib.contextmanager
+    def writable(self, path_type: PathType, name: str) -> Iterator[tuple[int, str, Path]]:
+        """(parent directory fd, file name, path to report) for writing (type, name), parents
+        created one checked component at a time."""
+        directories, leaf = self._split(path_type, name)
+        base = directories[:1] if protocol.PATH_TYPE_DIRECTORIES[path_type] else []
+        rest = directories[len(base):]
+        create_base = path_type is PathType.UNSTRUCTURED
+        try:
+            with jobfs.opened_dir(self.staging_root, [self.job_id]) as fd:
+                with contextlib.ExitStack() as stack:
+                    base_fd = jobfs.open_subdir(fd, base, create=create_base)
+                    stack.callback(os.close, base_fd)
+                    parent = jobfs.open_subdir(base_fd, rest, create=True)
+                    stack.callback(os.close, parent)
+                    if jobfs.kind_of(parent, leaf) == stat.S_IFDIR:
+                        raise InvalidArgument(f"name {name!r} is a directory")
+                    yield parent, leaf, self.path.joinpath(*directories, leaf)
+        except NotFound:
+            raise NotFound(f"job {self.job_id!r} has not been set up") from None
 
     def upload_target(self, path_type: PathType, name: str) -> Path:
         """Where an uploaded file of this type and name goes (parents created)."""
-        target = self._resolve(path_type, name, create_parents=True)
-        if target.is_dir() and not target.is_symlink():
-            raise InvalidArgument(f"name {name!r} is a directory")
-        return target
+        with self.writable(path_type, name) as (_, _, path):
+            return path
+
+    def receive(
+        self, path_type: PathType, name: str, body: Readable, length: int | None, *, fsync: bool = True
+    ) -> tuple[Path, StreamResult]:
+        """Stream `body` into (type, name): the file appears, by rename through the parent's
+        fd, only when complete."""
+        with self.writable(path_type, name) as (fd, leaf, path):
+            return path, stream_to_file(body, leaf, length=length, fsync=fsync, dir_fd=fd)
+
+    def write_bytes(self, path_type: PathType, name: str, data: bytes, *, fsync: bool = True) -> Path:
+        """Atomically replace (type, name) with `data`."""
+        with self.writable(path_type, name) as (fd, leaf, path):
+            atomic_write_bytes(leaf, data, fsync=fsync, dir_fd=fd)
+            return path
+
+    def touch(self, path_type: PathType, name: str) -> None:
+        """Create (type, name) empty unless it exists (`touch_outputs`)."""
+        with self.writable(path_type, name) as (fd, leaf, _):
+            jobfs.touch(fd, leaf)
 
     def lookup_path(self, path_type: PathType, name: str) -> Path:
         """The `files/path` answer: outputs are only computed, inputs as for upload."""
         if path_type in protocol.OUTPUT_PATH_TYPES:
-            target = self._resolve(path_type, name, create_parents=False)
-            if path_type is PathType.OUTPUT_WORKDIR and any(c in name for c in "*?"):
-                matches = sorted(glob.glob(glob.escape(str(target.parent)) + "/" + target.name))
-                if not matches:
-                    raise NotFound(f"no file in the working directory matches {name!r}")
-                target = Path(matches[0])
-                self._confine(target, self.working, name)
-            return target
+            directories, leaf = self._split(path_type, name)
+            if path_type is PathType.OUTPUT_WORKDIR and any(c in leaf for c in "*?["):
+                leaf = self._first_match(directories, leaf, name)
+            return self.path.joinpath(*directories, leaf)
         return self.upload_target(path_type, name)
 
-    def download_source(self, path_type: PathType, name: str) -> Path:
-        """An existing regular file to send back; `NotFound` if there is none."""
-        if path_type is PathType.OUTPUT_WORKDIR:
-            base_type = PathType.OUTPUT_WORKDIR
-        elif path_type is PathType.OUTPUT_METADATA:
-            base_type = PathType.OUTPUT_METADATA
-        elif path_type is PathType.OUTPUT_JOBDIR:
-            base_type = PathType.OUTPUT_JOBDIR
-        else:
-            base_type = PathType.OUTPUT
-        if not self.path.is_dir():
+    def _first_match(self, directories: Sequence[str], pattern: str, name: str) -> str:
+        """The first (sorted) regular file in `directories` matching the glob `pattern`;
+        hidden files only for a pattern that starts with a dot, as `glob` does."""
+        try:
+            with self.opened(*directories) as fd:
+                names = sorted(os.listdir(fd))
+                matches = [
+                    n for n in names
+                    if fnmatch.fnmatchcase(n, pattern) and (pattern.startswith(".") or not n.startswith("."))
+                    and not jobfs.is_temp_name(n) and jobfs.kind_of(fd, n) == stat.S_IFREG
+                ]
+        except (NotFound, jobfs.NotRegularFile):
+            matches = []
+        if not matches:
+            raise NotFound(f"no file in the working directory matches {name!r}")
+        return matches[0]
+
+    def open_output(self, path_type: PathType, name: str) -> io.BufferedReader:
+        """The existing regular file (type, name), open for reading: `NotFound` if there is
+        none (or it is a directory), `jobfs.NotRegularFile` (400) for a symlink, FIFO, socket
+        or device at the name or on the way to it.  Read from the returned file: the name
+        may point elsewhere a moment later."""
+        if path_type not in (PathType.OUTPUT_WORKDIR, PathType.OUTPUT_METADATA, PathType.OUTPUT_JOBDIR):
+            path_type = PathType.OUTPUT
+        directories, leaf = self._split(path_type, name)
+        if not self.exists():
             raise NotFound(f"job {self.job_id!r} does not exist")
-        source = self._resolve(base_type, name, create_parents=False)
-        real = Path(os.path.realpath(source))
-        if not real.is_file():
-            raise NotFound(f"{base_type.value} file {name!r} does not exist")
-        return real
+        with self.opened(*directories) as fd:
+            return jobfs.open_file(fd, leaf)
+
+    # -- the server's own files ----------------------------------------------------------
+
+    @overload
+    def read_capped(self, parts: Sequence[str], limit: int) -> bytes: ...
+
+    @overload
+    def read_capped(self, parts: Sequence[str], limit: int, *, missing: None) -> bytes | None: ...
+
+    def read_capped(self, parts: Sequence[str], limit: int, *, missing: bytes | None = b"") -> bytes | None:
+        """At most `limit` bytes of the regular file `parts` below the job directory;
+        `missing` if it is missing or anything but a regular file reached without a symlink."""
+        try:
+            with self.opened(*parts[:-1]) as fd:
+                handle = jobfs.open_file(fd, parts[-1])
+        except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
+            return missing
+        with handle:
+            return jobfs.read_up_to(handle, limit)
+
+    def read_whole(self, parts: Sequence[str], maximum: int) -> bytes | None:
+        """The whole regular file `parts` if it exists and has at most `maximum` bytes."""
+        try:
+            with self.opened(*parts[:-1]) as fd:
+                return jobfs.read_whole(fd, parts[-1], maximum)
+        except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
+            return None
+
+    def write_atomic(self, parts: Sequence[str], data: bytes, *, fsync: bool = True, mode: int | None = None) -> None:
+        """Replace the file `parts` below the job directory (its directory must exist)."""
+        with self.opened(*parts[:-1]) as fd:
+            atomic_write_bytes(parts[-1], data, fsync=fsync, mode=mode, dir_fd=fd)
+
+    def remove_entry(self, parts: Sequence[str]) -> None:
+        """Remove `parts` below the job directory, recursively, never following a symlink."""
+        try:
+            with self.opened(*parts[:-1]) as fd:
+                jobfs.remove(fd, parts[-1])
+        except (NotFound, jobfs.NotRegularFile):
+            pass
+
+    def make_subdirectory(self, name: str) -> None:
+        """Create the directory `name` in the job directory if missing."""
+        with self.opened() as fd:
+            os.close(jobfs.open_child_dir(fd, name, create=True))
 
     # -- listings ----------------------------------------------------------------------
 
     def list_files(self, sub: str, separator: str = os.sep) -> list[str]:
         """Every regular file below `sub`, recursively, relative and joined with `separator`.
 
-        Symlinks are reported only when they point at a file inside the job directory;
-        directory symlinks are not followed, so a job cannot make the server walk the disk.
-        """
-        base = self.sub(sub)
-        real_root = os.path.realpath(self.path)
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            rel_dir = os.path.relpath(dirpath, base)
-            prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, separator) + separator
-            for filename in filenames:
-                full = os.path.join(dirpath, filename)
-                if os.path.islink(full):
-                    if not (os.path.isfile(full) and is_within(os.path.realpath(full), real_root)):
-                        continue
-                found.append(prefix + filename)
-            dirnames.sort()
-        return found
+        Symlinks, FIFOs, sockets and devices are not listed and symlinked directories are
+        not entered (a `sub` that is itself a symlink lists nothing), so a job cannot make
+        the server walk or report the rest of the disk."""
+        try:
+            with self.opened(sub) as fd:
+                return jobfs.list_regular_files(fd, separator)
+        except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
+            return []
 
     def list_top(self) -> list[str]:
         try:
-            return sorted(os.listdir(self.path))
-        except FileNotFoundError:
+            with self.opened() as fd:
+                return jobfs.list_names(fd)
+        except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
             return []
-
-    def iter_state_files(self) -> Iterator[Path]:
-        yield from (p for p in self.path.iterdir() if p.is_file())
 
     # -- removal -----------------------------------------------------------------------
 
     def remove(self) -> bool:
         """Delete the job directory; True if something was removed.  Never follows symlinks."""
-        real_root = os.path.realpath(self.staging_root)
-        if self.path.is_symlink():
-            self.path.unlink()
-            return True
-        if not self.path.is_dir():
+        try:
+            with jobfs.opened_dir(self.staging_root, []) as root:
+                return jobfs.remove(root, self.job_id)
+        except NotFound:
             return False
-        if os.path.dirname(os.path.realpath(self.path)) != real_root:
-            raise InvalidArgument(f"job directory of {self.job_id!r} is not inside the staging directory")
-        shutil.rmtree(self.path, ignore_errors=True)
-        return True
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete the temp files of uploads and writes cut short by a crash; return how many.
+        Only our own temp-name pattern, only where uploads and the server write."""
+        removed = 0
+        try:
+            with self.opened() as fd:
+                removed += jobfs.remove_temp_files(fd, recursive=False)
+                for sub in (*protocol.STANDARD_SUBDIRECTORIES, protocol.UNSTRUCTURED_DIR):
+                    try:
+                        child = jobfs.open_subdir(fd, [sub])
+                    except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
+                        continue
+                    try:
+                        removed += jobfs.remove_temp_files(child, recursive=True)
+                    finally:
+                        os.close(child)
+        except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
+            pass
+        return removed

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,7 +18,6 @@ from pulsar import protocol
 from pulsar.jobs.directory import JobDirectory
 from pulsar.jobs.submit import SubmitRequest
 from pulsar.managers.base import LaunchSpec
-from pulsar.util.fileio import atomic_write_text
 
 SNAPSHOT_DIRECTORIES = (protocol.WORKING_DIR, protocol.OUTPUTS_DIR, protocol.CONFIGS_DIR)
 INTEGRITY_CHECK_VARIABLE = "ABC_TEST_JOB_SCRIPT_INTEGRITY_XYZ"
@@ -142,16 +140,14 @@ def prepare_run_directories(job_directory: JobDirectory, options: ScriptOptions,
     it ended) are removed: its exit code and its snapshots, which a rerun would restore.
     """
     if first_attempt:
-        (job_directory.sub(protocol.RETURN_CODE_FILE)).unlink(missing_ok=True)
+        job_directory.remove_entry([protocol.RETURN_CODE_FILE])
         for name in SNAPSHOT_DIRECTORIES:
-            job_directory.sub(f"{name}.orig.done").unlink(missing_ok=True)
-            shutil.rmtree(job_directory.sub(f"{name}.orig"), ignore_errors=True)
-    job_directory.sub(protocol.HOME_DIR).mkdir(exist_ok=True)
+            job_directory.remove_entry([f"{name}.orig.done"])
+            job_directory.remove_entry([f"{name}.orig"])
+    job_directory.make_subdirectory(protocol.HOME_DIR)
     if custom_tmp_expression(options) is None:
-        tmp = job_directory.sub(protocol.TMP_DIR)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(exist_ok=True)
+        job_directory.remove_entry([protocol.TMP_DIR])
+        job_directory.make_subdirectory(protocol.TMP_DIR)
 
 
 def render_job_script(
@@ -250,4 +246,4 @@ def write_job_script(
         == "true",
         headers=headers,
     )
-    atomic_write_text(spec.script, script, fsync=False, mode=0o700)
+    directory.write_atomic([protocol.JOB_SCRIPT], script.encode("utf-8"), fsync=False, mode=0o700)

@@ -9,6 +9,7 @@ finds each job where it was and `recover()` carries it on.  Back-ends report thr
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from pulsar.jobs.trash import Trash
 from pulsar.managers.base import LaunchError, LaunchSpec, Manager
 from pulsar.protocol import PathType, Status
 from pulsar.util.digests import DigestCache
-from pulsar.util.fileio import Readable, StreamResult, atomic_write_text, stream_to_file
+from pulsar.util.fileio import Readable, StreamResult
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,9 @@ class JobService:
                 self.store.delete(job_id)
             directory.create(self.settings.job_directory_mode)
             self._documents.forget(job_id)
-            # informational only (nothing reads them back), so plain writes
-            directory.sub("tool_id").write_text(json.dumps(tool_id or ""))
-            directory.sub("tool_version").write_text(json.dumps(tool_version or ""))
+            # informational only (nothing reads them back), so not fsynced
+            directory.write_atomic(["tool_id"], json.dumps(tool_id or "").encode(), fsync=False)
+            directory.write_atomic(["tool_version"], json.dumps(tool_version or "").encode(), fsync=False)
         return directory
 
     def upload(
@@ -144,8 +145,8 @@ class JobService:
         A job the client set up itself (`jobs_directory`: it computed the layout) gets its
         directory here, at its first file; the submit that follows carries the setup."""
         directory = self._set_up_directory(job_id)
-        target = directory.upload_target(parse_path_type(path_type, PathType.INPUT), name or "")
-        result = stream_to_file(body, target, length=content_length, fsync=self.settings.fsync_uploads)
+        kind = parse_path_type(path_type, PathType.INPUT)
+        target, result = directory.receive(kind, name or "", body, content_length, fsync=self.settings.fsync_uploads)
         self._documents.forget(job_id)
         return target, result
 
@@ -163,9 +164,11 @@ class JobService:
                 directory.create(self.settings.job_directory_mode)
         return directory
 
-    def output_file(self, job_id: str, path_type: str | None, name: str | None) -> Path:
+    def output_file(self, job_id: str, path_type: str | None, name: str | None) -> io.BufferedReader:
+        """The file to download, already open (see `JobDirectory.open_output`): the caller
+        reads from it, never from the name, which the job may point elsewhere meanwhile."""
         directory = self._directory(job_id)
-        return directory.download_source(parse_path_type(path_type, PathType.OUTPUT), name or "")
+        return directory.open_output(parse_path_type(path_type, PathType.OUTPUT), name or "")
 
     # -- submit ------------------------------------------------------------------------
 
@@ -198,8 +201,7 @@ class JobService:
                 log.warning("job %s submitted again while %s; ignoring the second submit", job_id, record.state.name)
                 return
             for name in request.touch_outputs:
-                target = directory.upload_target(PathType.OUTPUT, name)
-                target.touch(exist_ok=True)
+                directory.touch(PathType.OUTPUT, name)
             save_launch_config(directory, request)
             if request.remote_staging.get("setup") and self._stage_in is not None:
                 record = JobRecord(job_id, JobState.STAGING_IN)
@@ -290,7 +292,7 @@ class JobService:
             directory = self._directory(job_id)
             return_code = status_doc.read_return_code(directory)
             if return_code is None and failure is None and exit_code is not None and directory.exists():
-                atomic_write_text(directory.sub(protocol.RETURN_CODE_FILE), f"{exit_code}\n")
+                directory.write_atomic([protocol.RETURN_CODE_FILE], f"{exit_code}\n".encode())
                 return_code = exit_code
             if return_code is None:
                 self._fail(record, failure or "the job ended without recording an exit code")
@@ -358,7 +360,7 @@ class JobService:
         log.error("job %s failed: %s", record.job_id, reason)
         directory = self._directory(record.job_id)
         if directory.exists() and status_doc.read_return_code(directory) is None:
-            atomic_write_text(directory.sub(protocol.RETURN_CODE_FILE), "1\n")
+            directory.write_atomic([protocol.RETURN_CODE_FILE], b"1\n")
         self._finish(record, JobState.FAILED, reason)
 
     def record_failure(self, job_id: str, reason: str) -> None:
@@ -483,7 +485,28 @@ class JobService:
                 spec = self._launch_spec(directory, request, max(record.attempts, 1))  # script rewritten
                 self.manager.recover(spec, record.backend, running=record.state is JobState.RUNNING)
 
+    def remove_stale_temp_files(self) -> int:
+        """Delete what uploads cut short by a crash (or `kill -9`) left behind in the job
+        directories: only our own temp-file names, only where uploads write.  Called at start,
+        before anything is received, so no temp file in use can be taken."""
+        removed = 0
+        root = self.settings.staging_root
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return 0
+        for name in names:
+            try:
+                directory = JobDirectory(root, name)
+            except InvalidArgument:
+                continue  # not a job (the trash, a stray file)
+            removed += directory.remove_stale_temp_files()
+        if removed:
+            log.info("manager %s: removed %d temp file(s) left by interrupted uploads", self.name, removed)
+        return removed
+
     def start(self) -> None:
+        self.remove_stale_temp_files()
         self._trash.start()
         self.manager.start()
         count = self.recover()

@@ -10,10 +10,10 @@ import threading
 from typing import Any, Mapping, Sequence
 
 from pulsar import __version__, protocol
-from pulsar.jobs.directory import JobDirectory, is_within
+from pulsar.errors import InvalidArgument
+from pulsar.jobs.directory import JobDirectory, relative_parts
 from pulsar.jobs.submit import load_launch_config
 from pulsar.protocol import Status
-from pulsar.util.fileio import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _decode(data: bytes) -> str:
 
 
 def read_return_code(job_directory: JobDirectory) -> int | None:
-    raw = read_capped(job_directory.sub(protocol.RETURN_CODE_FILE), 64).strip()
+    raw = job_directory.read_capped([protocol.RETURN_CODE_FILE], 64).strip()
     try:
         return int(raw)
     except ValueError:
@@ -68,30 +68,43 @@ def read_return_code(job_directory: JobDirectory) -> int | None:
 
 
 def _tool_stream(job_directory: JobDirectory, name: str, limit: int) -> str:
-    for candidate in (job_directory.metadata / name, job_directory.sub(name)):
-        if candidate.is_file():
-            return _decode(read_capped(candidate, limit))
+    """The tool's stream `name`: metadata/ first, then the job directory (the first that is a
+    regular file wins, even empty).  Read through `pulsar.jobs.jobfs`, so a symlink or FIFO
+    planted under the name reads as absent; never more than `limit` bytes (or
+    `MAX_DYNAMIC_SOURCE_BYTES` when the configured limit is 0, "no limit")."""
+    cap = limit if limit > 0 else MAX_DYNAMIC_SOURCE_BYTES
+    for parts in ([protocol.METADATA_DIR, name], [name]):
+        data = job_directory.read_capped(parts, cap, missing=None)
+        if data is not None:
+            return _decode(data)
     return ""
+
+
+def _capped(job_directory: JobDirectory, parts: list[str], limit: int) -> str:
+    return _decode(job_directory.read_capped(parts, limit if limit > 0 else MAX_DYNAMIC_SOURCE_BYTES))
 
 
 def realized_dynamic_file_sources(
     job_directory: JobDirectory, sources: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Each declared source that exists in the working directory, with its text as `contents`."""
+    """Each declared source that is a regular file in the working directory, with its text as
+    `contents`; one larger than `MAX_DYNAMIC_SOURCE_BYTES` is left out (metadata, not data)."""
     realized = []
-    working = os.path.realpath(job_directory.working)
     for source in sources:
         rel = source.get("path")
         if not isinstance(rel, str) or not rel:
             continue
-        path = os.path.realpath(os.path.join(working, rel))
-        if not is_within(path, working) or not os.path.isfile(path):
+        try:
+            parts = [protocol.WORKING_DIR, *relative_parts(rel, nested=True)]
+        except InvalidArgument:
             continue
-        if os.path.getsize(path) > MAX_DYNAMIC_SOURCE_BYTES:
-            log.warning("dynamic file source %s of job %s is too large to inline", rel, job_directory.job_id)
+        data = job_directory.read_whole(parts, MAX_DYNAMIC_SOURCE_BYTES)
+        if data is None:
+            if job_directory.read_capped(parts, 1):
+                log.warning("dynamic file source %s of job %s is too large to inline", rel, job_directory.job_id)
             continue
         entry = dict(source)
-        entry["contents"] = _decode(read_capped(path, 0))
+        entry["contents"] = _decode(data)
         realized.append(entry)
     return realized
 
@@ -119,8 +132,8 @@ def terminal_document(
         "returncode": read_return_code(job_directory) if exists else None,
         "stdout": _tool_stream(job_directory, protocol.TOOL_STDOUT, limit) if exists else "",
         "stderr": stderr,
-        "job_stdout": _decode(read_capped(job_directory.metadata / protocol.JOB_STDOUT, limit)) if exists else "",
-        "job_stderr": _decode(read_capped(job_directory.metadata / protocol.JOB_STDERR, limit)) if exists else "",
+        "job_stdout": _capped(job_directory, [protocol.METADATA_DIR, protocol.JOB_STDOUT], limit) if exists else "",
+        "job_stderr": _capped(job_directory, [protocol.METADATA_DIR, protocol.JOB_STDERR], limit) if exists else "",
         "working_directory": str(job_directory.working),
         "metadata_directory": str(job_directory.metadata),
         "job_directory": str(job_directory.path),

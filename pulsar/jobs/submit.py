@@ -17,7 +17,6 @@ from typing import Any, Mapping
 
 from pulsar.errors import InvalidArgument
 from pulsar.jobs.directory import JobDirectory
-from pulsar.util.fileio import atomic_write_json, read_json
 
 #: The file in the job directory that holds the accepted request (`SubmitRequest.launch_config`).
 LAUNCH_CONFIG = "launch_config"
@@ -75,14 +74,25 @@ class SubmitRequest:
         )
 
 
+#: A launch config larger than this is not read back (the job could have replaced it).
+MAX_LAUNCH_CONFIG_BYTES = 256 * 1024 * 1024
+
+
 def save_launch_config(directory: JobDirectory, request: SubmitRequest) -> None:
     """Persist the accepted request (atomic, fsynced) before anything acts on it."""
-    atomic_write_json(directory.sub(LAUNCH_CONFIG), request.launch_config())
+    directory.write_atomic([LAUNCH_CONFIG], json.dumps(request.launch_config(), sort_keys=True).encode("utf-8"))
 
 
 def load_launch_config(directory: JobDirectory) -> SubmitRequest:
-    """The request `save_launch_config` recorded; OSError/ValueError if it is missing or unreadable."""
-    return SubmitRequest.from_launch_config(read_json(directory.sub(LAUNCH_CONFIG)))
+    """The request `save_launch_config` recorded; OSError/ValueError if it is missing,
+    unreadable, not a regular file or not a JSON object."""
+    data = directory.read_whole([LAUNCH_CONFIG], MAX_LAUNCH_CONFIG_BYTES)
+    if data is None:
+        raise FileNotFoundError(f"no readable {LAUNCH_CONFIG} in the directory of job {directory.job_id}")
+    config = json.loads(data)
+    if not isinstance(config, dict):
+        raise ValueError(f"{LAUNCH_CONFIG} of job {directory.job_id} is not a JSON object")
+    return SubmitRequest.from_launch_config(config)
 
 
 def _json_arg(args: Mapping[str, str], key: str, expected: type | tuple[type, ...], default: Any) -> Any:

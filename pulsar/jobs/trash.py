@@ -11,10 +11,11 @@ import itertools
 import logging
 import os
 import queue
-import shutil
 import threading
 from pathlib import Path
 
+from pulsar.errors import PulsarError
+from pulsar.jobs import jobfs
 from pulsar.jobs.directory import JobDirectory
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,17 @@ TRASH_DIR = ".trash"  # never a job id: ids start with a letter or digit
 
 
 class Trash:
+    """The staging root's `.trash`: job directories renamed there, then deleted by a thread.
+
+    Both steps work through directory fds (`os.rename(src_dir_fd=, dst_dir_fd=)`,
+    `shutil.rmtree(dir_fd=)`), so a job that swapped its directory or anything in it for a
+    symlink gets the link removed, never what it points at."""
+
     def __init__(self, staging_root: Path, name: str):
+        self.staging_root = staging_root
         self.path = staging_root / TRASH_DIR
         self._name = name
-        self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()
         self._counter = itertools.count()
 
     def start(self) -> None:
@@ -36,22 +44,34 @@ class Trash:
         self._queue.put(None)
 
     def discard(self, directory: JobDirectory) -> None:
-        if not directory.exists() or directory.path.is_symlink():
-            directory.remove()
+        if not directory.exists():
+            directory.remove()  # a symlink in its place: the link goes, nothing else
             return
-        self.path.mkdir(exist_ok=True)
-        doomed = self.path / f"{directory.job_id}.{os.getpid()}.{next(self._counter)}"
+        doomed = f"{directory.job_id}.{os.getpid()}.{next(self._counter)}"
         try:
-            os.rename(directory.path, doomed)
-        except OSError as exc:
+            with jobfs.opened_dir(self.staging_root, []) as root:
+                with jobfs.opened_dir(self.staging_root, [TRASH_DIR], create=True) as trash:
+                    os.rename(directory.job_id, doomed, src_dir_fd=root, dst_dir_fd=trash)
+        except (OSError, PulsarError) as exc:
             log.warning("could not move %s to the trash (%s); deleting it in place", directory.path, exc)
             directory.remove()
             return
         self._queue.put(doomed)
 
+    def _remove(self, name: str) -> None:
+        try:
+            with jobfs.opened_dir(self.staging_root, [TRASH_DIR]) as trash:
+                jobfs.remove(trash, name)
+        except (OSError, PulsarError) as exc:
+            log.warning("could not empty %s from the trash: %s", name, exc)
+
     def _empty(self) -> None:
-        if self.path.is_dir():  # left over from before a restart
-            for leftover in self.path.iterdir():
-                self._queue.put(leftover)
+        try:
+            with jobfs.opened_dir(self.staging_root, [TRASH_DIR]) as trash:
+                leftovers = os.listdir(trash)  # left over from before a restart
+        except (OSError, PulsarError):
+            leftovers = []
+        for leftover in leftovers:
+            self._queue.put(leftover)
         while (doomed := self._queue.get()) is not None:
-            shutil.rmtree(doomed, ignore_errors=True)
+            self._remove(doomed)

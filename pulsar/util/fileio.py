@@ -36,25 +36,42 @@ class TruncatedStream(IOError):
 _temp_counter = itertools.count()
 
 
-def create_temp_beside(path: Path, suffix: str, mode: int = 0o666) -> tuple[int, str]:
+def _temp_stem(name: str) -> str:
+    """`name`, cut so that `.<name>.<pid>.<counter>.part` still fits in NAME_MAX (255 bytes):
+    a client may upload under a 255-byte name, and its temp file must not fail for that."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= 200:
+        return name
+    return os.fsdecode(encoded[:200])
+
+
+def create_temp_beside(path: Path, suffix: str, mode: int = 0o666, *, dir_fd: int | None = None) -> tuple[int, str]:
     """Open a new, exclusive temp file next to `path` (same directory, so a rename is atomic).
 
     Names are unique per process and call (pid + counter), so one O_EXCL open suffices;
     `tempfile.mkstemp`'s random names cost more than the write of a small file.  `mode` is
-    filtered by the umask, as for any new file.
+    filtered by the umask, as for any new file.  With `dir_fd`, `path` is a bare name in that
+    directory and the returned name is relative to it (no path is resolved again: see
+    `pulsar.jobs.jobfs`).
     """
+    parent = "" if dir_fd is not None else str(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     while True:
-        name = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{next(_temp_counter)}{suffix}")
+        name = os.path.join(parent, f".{_temp_stem(path.name)}.{os.getpid()}.{next(_temp_counter)}{suffix}")
         try:
-            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), name
+            return os.open(name, flags, mode, dir_fd=dir_fd), name
         except FileExistsError:  # left behind by an earlier process with the same pid
             continue
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mode: int | None = None) -> None:
-    """Replace `path` with `data` atomically (temp file in the same directory, then rename)."""
+def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mode: int | None = None,
+                       dir_fd: int | None = None) -> None:
+    """Replace `path` with `data` atomically (temp file in the same directory, then rename).
+
+    With `dir_fd`, `path` is a name in that directory; a symlink planted under the name is
+    replaced, never written through."""
     path = Path(path)
-    fd, tmp_name = create_temp_beside(path, ".tmp", 0o666 if mode is None else mode)
+    fd, tmp_name = create_temp_beside(path, ".tmp", 0o666 if mode is None else mode, dir_fd=dir_fd)
     try:
         try:
             _write_all(fd, memoryview(data))
@@ -62,18 +79,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mod
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp_name, path)
+        if dir_fd is None:
+            os.replace(tmp_name, path)
+        else:
+            os.replace(tmp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        _unlink_quietly(tmp_name)
+        _unlink_quietly(tmp_name, dir_fd)
         raise
 
 
-def atomic_write_text(path: Path | str, text: str, *, fsync: bool = True, mode: int | None = None) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, mode=mode)
+def atomic_write_text(path: Path | str, text: str, *, fsync: bool = True, mode: int | None = None,
+                      dir_fd: int | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, mode=mode, dir_fd=dir_fd)
 
 
-def atomic_write_json(path: Path | str, value: Any, *, fsync: bool = True) -> None:
-    atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode("utf-8"), fsync=fsync)
+def atomic_write_json(path: Path | str, value: Any, *, fsync: bool = True, dir_fd: int | None = None) -> None:
+    atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode("utf-8"), fsync=fsync, dir_fd=dir_fd)
 
 
 def read_json(path: Path | str) -> Any:
@@ -102,6 +123,7 @@ def stream_to_file(
     fsync: bool = True,
     block_size: int = BLOCK_SIZE,
     on_progress: Callable[[int], None] | None = None,
+    dir_fd: int | None = None,
 ) -> StreamResult:
     """Copy `source` into `target` through a temp file in the target's directory.
 
@@ -109,9 +131,10 @@ def stream_to_file(
     `TruncatedStream`; with `length=None` the source is read until it returns b"".
     The target appears (atomically, by rename) only when the copy is complete, so a failed
     or interrupted transfer never leaves a partial file under the final name.  The sha256
-    is computed while streaming, never by a second read.
+    is computed while streaming, never by a second read.  With `dir_fd`, `target` is a name
+    in that directory (see `PartialFile`).
     """
-    with PartialFile(target, fsync=fsync) as partial:
+    with PartialFile(target, fsync=fsync, dir_fd=dir_fd) as partial:
         partial.receive(source, length, block_size=block_size, on_progress=on_progress)
         return partial.commit()
 
@@ -128,12 +151,21 @@ class PartialFile:
     A source with `readinto` is read into a few reusable buffers while a second thread
     writes the previous one, so receiving and hashing overlap with writing; memory stays
     at `PIPELINE_DEPTH` buffers whatever the size.
+
+    With `dir_fd`, `target` is a bare name in that directory: the temp file is created, and
+    renamed onto the name, through (a duplicate of) that fd, so no path is resolved again and
+    a symlink planted under the name is replaced rather than written through.
     """
 
-    def __init__(self, target: Path | str, *, fsync: bool = True, suffix: str = ".part"):
+    def __init__(self, target: Path | str, *, fsync: bool = True, suffix: str = ".part", dir_fd: int | None = None):
         self.target = Path(target)
         self.fsync = fsync
-        self._fd, self.temp_name = create_temp_beside(self.target, suffix)
+        self._dir_fd = None if dir_fd is None else os.dup(dir_fd)
+        try:
+            self._fd, self.temp_name = create_temp_beside(self.target, suffix, dir_fd=self._dir_fd)
+        except BaseException:
+            self._close_dir()
+            raise
         self._digest = hashlib.sha256()
         self.received = 0
         self._open = True
@@ -189,24 +221,36 @@ class PartialFile:
             os.fsync(self._fd)
         self._close()
         try:
-            os.replace(self.temp_name, self.target)
+            if self._dir_fd is None:
+                os.replace(self.temp_name, self.target)
+            else:
+                os.replace(self.temp_name, self.target.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
         except BaseException:
-            _unlink_quietly(self.temp_name)
+            _unlink_quietly(self.temp_name, self._dir_fd)
+            self.temp_name = ""
+            self._close_dir()
             raise
         self.temp_name = ""
+        self._close_dir()
         return StreamResult(self.received, self._digest.hexdigest())
 
     def discard(self) -> None:
         """Close and remove the temp file unless committed; safe to call twice."""
         self._close()
         if self.temp_name:
-            _unlink_quietly(self.temp_name)
+            _unlink_quietly(self.temp_name, self._dir_fd)
             self.temp_name = ""
+        self._close_dir()
 
     def _close(self) -> None:
         if self._open:
             self._open = False
             os.close(self._fd)
+
+    def _close_dir(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
 
 #: Buffer size and count of the pipelined copy: 3 x 2 MiB keeps memory flat and small.
@@ -342,8 +386,8 @@ def copy_stream(source: IO[bytes], sink: IO[bytes], block_size: int = BLOCK_SIZE
     return total
 
 
-def _unlink_quietly(name: str) -> None:
+def _unlink_quietly(name: str, dir_fd: int | None = None) -> None:
     try:
-        os.unlink(name)
+        os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass

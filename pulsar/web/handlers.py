@@ -83,17 +83,18 @@ def download(request: Request) -> Response:
     whole file otherwise).  A client that asks with `Want-Repr-Digest: sha-256=...`
     (RFC 9530) gets `Repr-Digest`, the sha256 of the whole file, computed once per file
     version and remembered.
+
+    The service hands over the file already open (opened component by component without
+    following a symlink, regular files only: `pulsar.jobs.jobfs`), and every byte sent comes
+    from that fd, so a job swapping the name for a symlink mid-download cannot redirect it.
+    A symlink, FIFO or device under the name is 400 `not_a_regular_file`, a missing file 404.
     """
     service = request.service()
     args = request.args
-    path = service.output_file(args.required("job_id"), args.optional("type"), args.required("name"))
-    try:
-        handle = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise NotFound(f"no file {args['name']!r} to download") from None
+    handle = service.output_file(args.required("job_id"), args.optional("type"), args.required("name"))
     try:
         info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode):  # output_file guarantees it; a cheap second look
             raise NotFound(f"{args['name']!r} is not a regular file")
         size = info.st_size
         etag = entity_tag(info)

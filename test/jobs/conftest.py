@@ -37,3 +37,13 @@ def make_app(tmp_path: Path):
         for service in app.services.values():  # leave no job processes behind
             for record in service.store.active():
                 kill_process_tree(record.backend, grace=0.2)
+
+
+def output_bytes(service, job_id: str, path_type: str, name: str) -> bytes:
+    """What a download of (type, name) would send: the service hands over an open file."""
+    with service.output_file(job_id, path_type, name) as handle:
+        return handle.read()
+
+
+def output_text(service, job_id: str, path_type: str, name: str) -> str:
+    return output_bytes(service, job_id, path_type, name).decode()

@@ -56,7 +56,7 @@ def test_symlink_planted_by_a_job_cannot_redirect_writes(job, tmp_path):
         job.upload_target(PathType.INPUT, "escape/file")
     os.symlink(outside / "secret", job.working / "link")
     with pytest.raises(InvalidArgument):
-        job.download_source(PathType.OUTPUT_WORKDIR, "link")
+        job.open_output(PathType.OUTPUT_WORKDIR, "link")
 
 
 def test_symlinked_type_directory_is_refused(job, tmp_path):
@@ -66,17 +66,17 @@ def test_symlinked_type_directory_is_refused(job, tmp_path):
     os.symlink(outside, job.path / "outputs")
     (outside / "f").write_text("x")
     with pytest.raises(InvalidArgument):
-        job.download_source(PathType.OUTPUT, "f")
+        job.open_output(PathType.OUTPUT, "f")
 
 
 def test_download_of_missing_file_is_not_found(job):
     with pytest.raises(NotFound):
-        job.download_source(PathType.OUTPUT, "nothing.dat")
+        job.open_output(PathType.OUTPUT, "nothing.dat")
     (job.outputs / "adir").mkdir()
     with pytest.raises(NotFound):
-        job.download_source(PathType.OUTPUT, "adir")  # a directory is not a file
+        job.open_output(PathType.OUTPUT, "adir")  # a directory is not a file
     with pytest.raises(InvalidArgument):
-        job.download_source(PathType.OUTPUT, "")
+        job.open_output(PathType.OUTPUT, "")
 
 
 def test_outputs_can_be_uploaded(job):

@@ -7,7 +7,7 @@ import time
 
 from pulsar.managers.processes import find_process
 
-from .conftest import wait_for, wait_terminal
+from .conftest import output_text, wait_for, wait_terminal
 from .test_service import submit
 
 
@@ -36,7 +36,7 @@ def test_job_keeps_running_across_a_graceful_restart(make_app, tmp_path):
     gate.touch()
     doc = wait_terminal(again, "g")
     assert doc["status"] == "complete" and doc["returncode"] == 7
-    assert again.output_file("g", "output", "out").read_text() == "done\n"
+    assert output_text(again, "g", "output", "out") == "done\n"
 
 
 def test_job_that_finished_while_the_server_was_down_completes(make_app, tmp_path):
@@ -75,7 +75,7 @@ def test_job_killed_with_the_server_runs_again_from_its_snapshot(make_app, tmp_p
     doc = wait_terminal(again, "k")
     assert doc["status"] == "complete" and doc["returncode"] == 0
     # the second run started from the snapshot: no trace of the first run's partial output
-    assert again.output_file("k", "output", "out").read_text() == "partial\ndone\n"
+    assert output_text(again, "k", "output", "out") == "partial\ndone\n"
 
 
 def test_rerun_restores_configs_and_working_files_the_first_run_changed(make_app, tmp_path):
@@ -102,7 +102,7 @@ def test_rerun_restores_configs_and_working_files_the_first_run_changed(make_app
     doc = wait_terminal(again, "c")
     assert doc["status"] == "complete" and doc["returncode"] == 0
     # the second run saw the submitted files again, and the first run's output is gone
-    assert again.output_file("c", "output", "seen").read_text() == "as submitted\nfresh\n"
+    assert output_text(again, "c", "output", "seen") == "as submitted\nfresh\n"
 
 
 def test_attempt_limit_fails_the_job_with_a_reason(make_app, tmp_path):
@@ -135,7 +135,7 @@ def test_queued_jobs_are_queued_again(make_app, tmp_path):
     gate.touch()
     for job_id in ("a", "b"):
         assert wait_terminal(again, job_id)["status"] == "complete"
-        assert again.output_file(job_id, "output", "out").read_text() == f"{job_id}\n"
+        assert output_text(again, job_id, "output", "out") == f"{job_id}\n"
 
 
 def test_records_of_cleaned_jobs_do_not_come_back(make_app):

@@ -10,7 +10,7 @@ import pytest
 from pulsar.errors import InvalidArgument, NotFound
 from test.support.processes import process_alive
 
-from .conftest import wait_for, wait_terminal
+from .conftest import output_bytes, output_text, wait_for, wait_terminal
 
 
 def submit(service, job_id, command, **extra):
@@ -38,7 +38,7 @@ def test_full_job_lifecycle(make_app):
     assert doc["stdout"] == "tool-out\n"
     assert sorted(doc["outputs_directory_contents"]) == ["out.txt", "touched.dat"]
     assert doc["realized_dynamic_file_sources"] == [{"path": "galaxy.json", "type": "galaxy", "contents": "{}\n"}]
-    assert service.output_file("1", "output", "out.txt").read_bytes() == b"data"
+    assert output_bytes(service, "1", "output", "out.txt") == b"data"
     service.clean("1")
     assert service.status("1")["status"] == "lost"
 
@@ -55,7 +55,7 @@ def test_job_script_environment(make_app):
     )
     assert wait_terminal(service, "env")["returncode"] == 0
     pwd, tmp, home, slots, client, manager, tmpdir = (
-        service.output_file("env", "output", "env").read_text().strip().split("|")
+        output_text(service, "env", "output", "env").strip().split("|")
     )
     job = service.settings.staging_root / "env"
     assert pwd == str(job / "working") and tmp == str(job / "tmp") == tmpdir and home == str(job / "home")
@@ -74,7 +74,7 @@ def test_concurrency_is_really_capped(make_app, tmp_path):
     peaks = []
     for index in range(5):
         assert wait_terminal(service, str(index))["returncode"] == 0
-        peaks.append(int(service.output_file(str(index), "output", "seen").read_text()))
+        peaks.append(int(output_text(service, str(index), "output", "seen")))
     assert max(peaks) <= 2
 
 
@@ -139,7 +139,7 @@ def test_second_submit_is_ignored(make_app):
     submit(service, "d", "echo once >> ../outputs/count")
     submit(service, "d", "echo twice >> ../outputs/count")
     wait_terminal(service, "d")
-    assert service.output_file("d", "output", "count").read_text() == "once\n"
+    assert output_text(service, "d", "output", "count") == "once\n"
 
 
 def test_setup_params_let_the_submit_set_up_the_job(make_app):
@@ -151,7 +151,7 @@ def test_setup_params_let_the_submit_set_up_the_job(make_app):
         setup_params={"job_id": "s", "tool_id": "t", "tool_version": "1"},
     )
     assert wait_terminal(service, "s")["returncode"] == 0
-    assert service.output_file("s", "output", "root").read_text().strip() == str(service.settings.staging_root)
+    assert output_text(service, "s", "output", "root").strip() == str(service.settings.staging_root)
 
 
 def test_uuid_ids(make_app):
@@ -221,4 +221,4 @@ def test_terminal_documents_are_refreshed_by_a_new_setup(make_app):
     service.upload("r", "workdir", "w.txt", io.BytesIO(b"second"), 6)
     submit(service, "r", "cat w.txt > ../outputs/o; exit 2")
     assert wait_terminal(service, "r")["returncode"] == 2
-    assert service.output_file("r", "output", "o").read_bytes() == b"second"  # not the old snapshot
+    assert output_bytes(service, "r", "output", "o") == b"second"  # not the old snapshot

@@ -4,7 +4,7 @@ layer can be tested on its own.  It records calls and stores files in a temp dir
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 from pulsar.errors import InvalidArgument, NotFound
 from pulsar.util.digests import DigestCache
@@ -57,12 +57,13 @@ class FakeService:
         return {"complete": "false", "status": "lost" if not self._job_dir(job_id).exists() else "running",
                 "job_id": job_id}
 
-    def output_file(self, job_id: str, path_type: str | None, name: str | None) -> Path:
+    def output_file(self, job_id: str, path_type: str | None, name: str | None) -> BinaryIO:
+        """Like the real service, hands over the file already open."""
         self.calls.append(("output_file", job_id, path_type, name))
         path = self._file(job_id, path_type, name)
         if not path.is_file():
             raise NotFound(f"no output {name!r}")
-        return path
+        return open(path, "rb")
 
     def cancel(self, job_id: str) -> None:
         self.calls.append(("cancel", job_id))
