@@ -5,12 +5,21 @@ that is safe.
 Protocol-level rejections (400, 414, 417, 431, 501, 505) get the same JSON error body as
 the app's errors and close the connection after a bounded "lingering close", so a client
 still sending its (oversized) request reads the answer instead of a reset.
+
+Reading is split between two threads so that a slow client never holds a worker before
+its request is complete: the server's acceptor calls `advance` (TLS handshake, then
+non-blocking receives) until the whole request head is buffered (or proven over a limit),
+and only then a worker calls `serve`, which parses that head without receiving.  Parsing is
+strict RFC 9112: `method SP request-target SP HTTP-version`, the method a token, the target
+visible characters (raw UTF-8 accepted), the version `HTTP/DIGIT.DIGIT` (else 400; a
+well-formed version other than 1.0/1.1 is 505), header names tokens, no NUL or bare CR.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import select
 import socket
 import ssl
@@ -19,6 +28,7 @@ import time
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
+from pulsar.util.logsafe import printable, target
 from pulsar.web.httpio import BodyInput, ChunkedInput, ContentLengthInput, SocketReader
 from pulsar.web.responses import status_line
 from pulsar.web.writer import FileWrapper, ResponseWriter, response_head
@@ -29,12 +39,23 @@ MAX_HEADER_LINE = 64 * 1024
 MAX_HEADERS = 100
 #: A header block buffered whole within this many bytes is parsed in one step.
 HEADER_BLOCK_LIMIT = 64 * 1024
+#: Longest header section (all header lines and the blank line after the request line): the
+#: acceptor buffers at most this much (plus the request line) per connection.
+HEADER_SECTION_LIMIT = 256 * 1024
 #: Unread request body the server will still drain to keep a connection alive.
 DRAIN_LIMIT = 4 * 1024 * 1024
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 64 * 1024 * 1024
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: What `Connection.advance` found: wait for more input, a head is ready, or the peer is gone.
+WAIT, READY, CLOSED = 0, 1, 2
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+_BAD_TARGET_CHAR = re.compile(r"[\x00-\x20\x7f]")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class Reject(Exception):
@@ -60,44 +81,88 @@ class Connection:
         self.is_tls = is_tls
         self.io_timeout = io_timeout
         self.handshaken = not is_tls
-        self.parked_at = 0.0
+        #: When the acceptor gives up on this connection (idle or head deadline).
+        self.deadline = 0.0
+        self._line_limit = max_request_line + 2
         self._poller: select.poll | None = None
         self._base_environ = self._make_base_environ()
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def has_pending_input(self) -> bool:
-        if self.reader.buffered():
-            return True
-        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+    def advance(self) -> int:
+        """Make progress without ever waiting (acceptor side): finish the TLS handshake, then
+        receive until a request head is complete.  READY: a worker can `serve` now; WAIT:
+        call again when the socket is readable; CLOSED: the peer left or failed (close it).
+
+        A TLS socket must be non-blocking here (see `for_acceptor`); a plain one stays
+        blocking and is read with MSG_DONTWAIT."""
+        try:
+            if not self.handshaken:
+                assert isinstance(self.sock, ssl.SSLSocket)
+                self.sock.do_handshake()
+                self.handshaken = True
+            while not self.head_ready():
+                if self.reader.fill_nowait() == 0:
+                    return CLOSED
+            return READY
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return WAIT
+        except (OSError, ValueError) as exc:
+            log.debug("%s: connection failed before a request: %s", self._peer(), printable(exc))
+            return CLOSED
+
+    def head_ready(self) -> bool:
+        return self.reader.head_complete(self._line_limit, HEADER_SECTION_LIMIT)
+
+    def head_started(self) -> bool:
+        """True once part of a request (or of a TLS handshake) has arrived."""
+        return bool(self.reader.buffered()) or (self.is_tls and not self.handshaken)
+
+    def for_acceptor(self) -> None:
+        """TLS sockets are non-blocking while the acceptor owns them (SSL takes no MSG_DONTWAIT)."""
+        if self.is_tls:
+            self.sock.setblocking(False)
+
+    def for_worker(self) -> None:
+        if self.is_tls:
+            self.sock.settimeout(self.io_timeout)
 
     def serve(self, stopping: Callable[[], bool], may_linger: Callable[[], bool] | None = None,
               linger: float = 0.0) -> bool:
-        """Serve requests while input is waiting; True to park the connection idle.
+        """Serve requests whose heads are buffered; True to hand the connection back to the
+        acceptor (idle, or part of the next head received), False to close it.
 
-        After a response, if `may_linger()` agrees (the server has spare workers), wait up
-        to `linger` seconds for the client's next request on this thread instead of handing
-        the connection back: a client that sends requests back to back then costs no
-        park/unpark round trip through the acceptor per request."""
-        if not self.handshaken:
-            try:
-                assert isinstance(self.sock, ssl.SSLSocket)
-                self.sock.do_handshake()
-            except (OSError, ValueError) as exc:
-                log.debug("TLS handshake with %s failed: %s", self.address, exc)
-                return False
-            self.handshaken = True
+        Called only when `advance` returned READY.  After a response, if `may_linger()`
+        agrees (the server has spare workers), wait up to `linger` seconds for the client's
+        next request on this thread instead of handing the connection back: a client that
+        sends requests back to back then costs no park/unpark round trip through the
+        acceptor per request.  A head that is not complete by then goes back to the
+        acceptor, never read by blocking on this thread."""
         while True:
             if not self.handle_one(stopping):
                 return False
             if stopping():
                 return False
-            if self.has_pending_input():
-                continue
-            if may_linger is None or linger <= 0 or not may_linger() or not self._wait_readable(linger):
-                return True
+            state = self._next_head(may_linger, linger)
+            if state != READY:
+                return state == WAIT
             if stopping():
                 return False
+
+    def _next_head(self, may_linger: Callable[[], bool] | None, linger: float) -> int:
+        if self.is_tls:
+            self.sock.setblocking(False)
+        if self.head_ready():
+            state = READY
+        elif self.is_tls or self.reader.buffered():
+            state = self.advance()  # TLS may hold decrypted bytes the selector cannot see
+        else:
+            state = WAIT
+        if state == WAIT and may_linger is not None and linger > 0 and may_linger() and self._wait_readable(linger):
+            state = self.advance()
+        if state == READY:
+            self.for_worker()
+        return state
 
     def _wait_readable(self, timeout: float) -> bool:
         """True if the socket becomes readable (or hangs up) within `timeout` seconds."""
@@ -145,7 +210,8 @@ class Connection:
         try:
             environ, body, keep_alive, expect_continue = self._read_request()
         except Reject as reject:
-            log.warning("%s: rejected request: %d %s: %s", self._peer(), reject.status, reject.error, reject.detail)
+            log.warning("%s: rejected request: %d %s: %s", self._peer(), reject.status, reject.error,
+                        printable(reject.detail))
             self._send_reject(reject)
             self.linger_close()
             return False
@@ -158,10 +224,10 @@ class Connection:
             result = self.app(environ, response.start_response)
             response.send_result(result)
         except OSError as exc:
-            log.debug("connection to %s lost while responding: %s", self._peer(), exc)
+            log.debug("connection to %s lost while responding: %s", self._peer(), printable(exc))
             return False
         except Exception:
-            log.exception("WSGI application failed on %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"][:300])
+            log.exception("WSGI application failed on %s %s", environ["REQUEST_METHOD"], target(environ["PATH_INFO"]))
             if response.headers_sent:
                 return False
             response.send_fallback_error()
@@ -200,14 +266,17 @@ class Connection:
             if len(line) >= limit:
                 raise Reject(414, "request_line_too_long", f"request line longer than {self.max_request_line} bytes")
             raise _Closed()
-        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-        if len(parts) != 3 or not parts[0].isalpha():
-            raise Reject(400, "bad_request", f"malformed request line {line[:100]!r}")
-        method, target, version = parts
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
-            raise Reject(505, "http_version_not_supported", f"unsupported protocol {version[:20]!r}")
+        raw = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        parts = raw.decode("latin-1").split(" ")
+        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1] or _BAD_TARGET_CHAR.search(parts[1]):
+            raise Reject(400, "bad_request", f"malformed request line {target(raw, 100)!r}")
+        method, request_target, version = parts
+        if version != "HTTP/1.1" and version != "HTTP/1.0":
+            if not _VERSION.fullmatch(version):
+                raise Reject(400, "bad_request", f"malformed HTTP version {printable(version, 20)!r}")
+            raise Reject(505, "http_version_not_supported", f"unsupported protocol {version!r}")
         headers = self._read_headers()
-        environ = self._environ(method, target, version, headers)
+        environ = self._environ(method, request_target, version, headers)
         keep_alive = _wants_keep_alive(version, headers.get("connection", ""))
 
         transfer_encoding = headers.get("transfer-encoding")
@@ -215,22 +284,23 @@ class Connection:
         expect = headers.get("expect", "").strip().lower()
         expect_continue = expect == "100-continue" and version == "HTTP/1.1"
         if expect and not expect_continue:
-            raise Reject(417, "expectation_failed", f"unsupported expectation {expect[:40]!r}")
+            raise Reject(417, "expectation_failed", f"unsupported expectation {printable(expect, 40)!r}")
         send_continue = self._send_continue if expect_continue else None
         body: BodyInput
         if transfer_encoding is not None:
             if content_length is not None:
                 raise Reject(400, "bad_request", "both Transfer-Encoding and Content-Length given")
             if transfer_encoding.strip().lower() != "chunked":
-                raise Reject(501, "not_implemented", f"unsupported Transfer-Encoding {transfer_encoding[:40]!r}")
+                raise Reject(501, "not_implemented",
+                             f"unsupported Transfer-Encoding {printable(transfer_encoding, 40)!r}")
             body = ChunkedInput(self.reader, send_continue)
             environ["wsgi.input_terminated"] = True
         else:
             length = 0
             if content_length is not None:
                 text = content_length.strip()
-                if not text.isdigit():
-                    raise Reject(400, "bad_request", f"invalid Content-Length {text[:40]!r}")
+                if not _DIGITS.fullmatch(text):
+                    raise Reject(400, "bad_request", f"invalid Content-Length {printable(text, 40)!r}")
                 length = int(text)
                 environ["CONTENT_LENGTH"] = text
             body = ContentLengthInput(self.reader, length, send_continue)
@@ -238,37 +308,49 @@ class Connection:
         return environ, body, keep_alive, expect_continue
 
     def _read_headers(self) -> dict[str, str]:
+        """The header fields after the request line.  Everything read here is already
+        buffered (see `head_ready`): the section limit is checked before each line so that
+        an over-long section is rejected without receiving more."""
         headers: dict[str, str] = {}
         block = self.reader.take_header_block(HEADER_BLOCK_LIMIT)
         if block is not None:  # the usual case: the whole block is buffered, CRLF line ends
+            if b"\0" in block or block.count(b"\r") != block.count(b"\r\n"):
+                raise Reject(400, "bad_request", "NUL or bare CR in the header section")
             lines = block.decode("latin-1").split("\r\n")[:-2]
             for text in lines[: MAX_HEADERS + 1]:
                 if len(text) > MAX_HEADER_LINE:
                     raise Reject(431, "header_too_large", f"a header line is longer than {MAX_HEADER_LINE} bytes")
                 name, colon, value = text.partition(":")
                 key = name.lower()
-                if not colon or not name or " " in name or name != name.strip() or key in headers:
+                if not colon or key in headers or not _TOKEN.fullmatch(name):
                     _add_header(headers, text)  # rejects malformed lines, joins repeated fields
                 else:
-                    headers[key] = value.strip()
+                    headers[key] = value.strip(" \t")
             if len(lines) > MAX_HEADERS:
                 raise Reject(431, "header_too_large", f"more than {MAX_HEADERS} header lines")
             return headers
+        budget = HEADER_SECTION_LIMIT
         for _ in range(MAX_HEADERS + 1):
-            line = self.reader.readline(MAX_HEADER_LINE + 2)
+            limit = min(MAX_HEADER_LINE + 2, budget + 1)
+            line = self.reader.readline(limit)
+            budget -= len(line)
             if line in (b"\r\n", b"\n"):
                 return headers
             if not line.endswith(b"\n"):
-                if len(line) >= MAX_HEADER_LINE + 2:
-                    raise Reject(431, "header_too_large", f"a header line is longer than {MAX_HEADER_LINE} bytes")
+                if len(line) >= limit:
+                    raise Reject(431, "header_too_large", f"a header line is longer than {MAX_HEADER_LINE} bytes, "
+                                 f"or the header section longer than {HEADER_SECTION_LIMIT}")
                 raise _Closed()
-            _add_header(headers, line.decode("latin-1").rstrip("\r\n"))
+            field = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            if b"\0" in field or b"\r" in field:
+                raise Reject(400, "bad_request", "NUL or bare CR in a header line")
+            _add_header(headers, field.decode("latin-1"))
         raise Reject(431, "header_too_large", f"more than {MAX_HEADERS} header lines")
 
-    def _environ(self, method: str, target: str, version: str, headers: dict[str, str]) -> dict[str, Any]:
-        if target.startswith(("http://", "https://")):
-            target = "/" + target.split("://", 1)[1].partition("/")[2]
-        path, _, query = target.partition("?")
+    def _environ(self, method: str, request_target: str, version: str, headers: dict[str, str]) -> dict[str, Any]:
+        if request_target.startswith(("http://", "https://")):
+            request_target = "/" + request_target.split("://", 1)[1].partition("/")[2]
+        path, _, query = request_target.partition("?")
         if not path.startswith("/"):
             raise Reject(400, "bad_request", "request target must be an absolute path")
         if "%" in path:
@@ -319,12 +401,13 @@ class Connection:
 
 
 def _add_header(headers: dict[str, str], text: str) -> None:
-    """Add one header line (without its line end); repeated fields are joined with ", "."""
+    """Add one header line (without its line end); repeated fields are joined with ", ".
+    The name must be a token (no whitespace before the colon, no obs-fold)."""
     name, colon, value = text.partition(":")
-    if not colon or not name or name != name.strip() or " " in name:
+    if not colon or not _TOKEN.fullmatch(name):
         raise Reject(400, "bad_request", "malformed header line")
     key = name.lower()
-    value = value.strip()
+    value = value.strip(" \t")
     headers[key] = f"{headers[key]}, {value}" if key in headers else value
 
 

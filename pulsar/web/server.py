@@ -3,12 +3,30 @@
 Why our own: Paste's httpserver cannot read chunked bodies, has no `wsgi.file_wrapper` or
 sendfile, and needs pyOpenSSL for TLS.  This one has:
 
-* a fixed pool of worker threads; idle keep-alive connections wait in the acceptor's
-  selector, not in a worker, so long transfers and idle clients cannot starve status polls
-  beyond the pool size.  A worker keeps a connection for a few milliseconds after a
-  response (`keepalive_linger`, only while other workers are free), so a client sending
-  requests back to back is served without a hand-off through the acceptor per request;
-* request lines up to `max_request_line` (414 JSON beyond, memory bounded by the limit);
+* a fixed pool of worker threads that only ever see complete request heads.  The acceptor
+  thread holds every connection that is idle or still sending its request line and
+  headers (and TLS handshakes), reading them without blocking in its selector, so slow or
+  silent clients cannot starve status polls; a worker is taken only once a head is
+  buffered.  A worker keeps a connection for a few milliseconds after a response
+  (`keepalive_linger`, only while other workers are free), so a client sending requests
+  back to back is served without a hand-off through the acceptor per request;
+* deadlines the acceptor enforces exactly (its selector sleeps until the next one): a new
+  connection must deliver its whole head (TLS handshake included) within `header_timeout`,
+  as must a kept-alive one once the next request has begun; an idle kept-alive connection
+  is closed after `keepalive_timeout`.  Body reads and response writes are bounded by
+  `request_timeout` without progress (kernel receive/send timeouts): an upload that goes
+  silent fails with `IncompleteBody` and is not stored;
+* at most `max_pending_heads` connections may be sending heads at once.  Over the cap the
+  acceptor closes the one that has been at it longest: a normal client sends its head in
+  one packet and is never the oldest, so slow-header floods evict each other while fresh
+  clients get in (refusing new connections instead would lock everyone out);
+* on EMFILE/ENFILE (no descriptor for a new connection) it stops polling the listener for
+  `ACCEPT_BACKOFF` seconds (pending connections wait in the kernel backlog), frees a
+  descriptor by closing the oldest pending head, and logs one line per `ACCEPT_LOG_INTERVAL`
+  with the count of failures since the last one, instead of spinning on a listener that
+  stays readable;
+* request lines up to `max_request_line` (414 JSON beyond) and header sections up to
+  `connection.HEADER_SECTION_LIMIT` (431), so a pending head's memory is bounded;
 * `Expect: 100-continue`, chunked request bodies (`wsgi.input_terminated`), and
   `wsgi.file_wrapper` sent with `sendfile` (TLS falls back to 1 MiB reads);
 * TLS from one PEM holding certificate and key (`ssl_pem`);
@@ -19,6 +37,7 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import queue
 import selectors
@@ -31,7 +50,8 @@ from typing import Any
 
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
-from pulsar.web.connection import Connection, WsgiApp
+from pulsar.util.logsafe import printable
+from pulsar.web.connection import CLOSED, READY, Connection, WsgiApp
 from pulsar.web.httpio import set_blocking_timeout
 
 log = logging.getLogger("pulsar.web.server")
@@ -40,6 +60,16 @@ DEFAULT_THREADS = 16
 DEFAULT_MAX_REQUEST_LINE = 1024 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 60.0
 DEFAULT_REQUEST_TIMEOUT = 300.0
+#: Whole time a client gets for the request line and headers (and the TLS handshake).
+DEFAULT_HEADER_TIMEOUT = 30.0
+#: Connections that may be sending request heads at once; see the module docstring.
+DEFAULT_MAX_PENDING_HEADS = 256
+#: After EMFILE/ENFILE on accept: seconds without polling the listener, and at most one
+#: log line per this many seconds.
+ACCEPT_BACKOFF = 0.5
+ACCEPT_LOG_INTERVAL = 30.0
+#: accept() errors that mean "out of descriptors or memory", not "this one client failed".
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 #: How long a worker keeps a keep-alive connection after a response, waiting for the next
 #: request, before parking it in the acceptor (only while other workers are free).
@@ -55,9 +85,13 @@ class Server:
                  keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-                 keepalive_linger: float = DEFAULT_KEEPALIVE_LINGER, backlog: int = 128):
+                 keepalive_linger: float = DEFAULT_KEEPALIVE_LINGER, backlog: int = 128,
+                 header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                 max_pending_heads: int = DEFAULT_MAX_PENDING_HEADS):
         if threads < 1:
             raise ValueError("threads must be at least 1")
+        if max_pending_heads < 1:
+            raise ValueError("max_pending_heads must be at least 1")
         self.app = app
         self.threads = threads
         self.max_request_line = max_request_line
@@ -65,6 +99,8 @@ class Server:
         self.request_timeout = request_timeout
         self.shutdown_timeout = shutdown_timeout
         self.keepalive_linger = keepalive_linger
+        self.header_timeout = header_timeout
+        self.max_pending_heads = max_pending_heads
         self._ssl_context = _server_ssl_context(ssl_pem) if ssl_pem else None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=backlog)
@@ -78,14 +114,19 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._to_park: collections.deque[Connection] = collections.deque()
-        self._parked: dict[Connection, None] = {}
+        # Connections the acceptor holds, each in order of its deadline (all deadlines of one
+        # kind are "start + the same timeout"): idle kept-alive ones and those sending heads.
+        self._idle: collections.OrderedDict[Connection, None] = collections.OrderedDict()
+        self._heads: collections.OrderedDict[Connection, None] = collections.OrderedDict()
+        self._accept_paused_until = 0.0
+        self._accept_failures = 0
+        self._accept_logged_at = -ACCEPT_LOG_INTERVAL
         self._work: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self._active: set[Connection] = set()
         self._lock = threading.Lock()
         self._idle_workers = threading.Condition(self._lock)
         self._workers: list[threading.Thread] = []
         self._waiting = 0  # workers blocked on the work queue
-        self._expired_at = 0.0
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._running = False
@@ -113,15 +154,15 @@ class Server:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
-                for key, _ in self._selector.select(timeout=1.0):
+                for key, _ in self._selector.select(timeout=self._next_timeout()):
                     if key.fileobj is self.socket:
                         self._accept()
                     elif key.fileobj is self._wake_r:
                         self._drain_wakeups()
                     else:
-                        self._unpark(key.data)
+                        self._readable(key.data)
                 self._park_returned()
-                self._expire_idle()
+                self._expire()
         except KeyboardInterrupt:
             log.info("interrupted; stopping")
             self._stopping.set()
@@ -165,52 +206,121 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.warning("accept failed: %s", exc)
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._pause_accepting(exc)
+                else:
+                    log.debug("accept failed: %s", printable(exc))
                 return
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self._ssl_context is not None:
-                    sock.settimeout(self.request_timeout)
+                    sock.setblocking(False)
                     sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 else:
                     set_blocking_timeout(sock, self.request_timeout)
             except (OSError, ssl.SSLError) as exc:
-                log.debug("dropping connection from %s: %s", address, exc)
+                log.debug("dropping connection from %s: %s", address, printable(exc))
                 sock.close()
                 continue
             connection = Connection(sock, address, self.app, server_name=self._server_name,
                                     server_port=self.port, max_request_line=self.max_request_line,
                                     is_tls=self._ssl_context is not None, io_timeout=self.request_timeout)
-            self._park(connection)
+            if len(self._heads) >= self.max_pending_heads:
+                self._drop_oldest_head()
+            self._hold(connection, self._heads, time.monotonic() + self.header_timeout)
 
-    def _park(self, connection: Connection) -> None:
-        connection.parked_at = time.monotonic()
-        self._parked[connection] = None
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: the listener stays readable, so polling it would spin.  Stop
+        for a moment, free a descriptor held by the slowest pending head, log rarely."""
+        now = time.monotonic()
+        self._accept_failures += 1
+        if now - self._accept_logged_at >= ACCEPT_LOG_INTERVAL:
+            log.warning("cannot accept connections: %s; pausing accept for %.1f s at a time "
+                        "(%d failures since the last message)", printable(exc.strerror or exc),
+                        ACCEPT_BACKOFF, self._accept_failures)
+            self._accept_logged_at = now
+            self._accept_failures = 0
+        self._drop_oldest_head()
+        if self._accept_paused_until <= now:
+            self._selector.unregister(self.socket)
+        self._accept_paused_until = now + ACCEPT_BACKOFF
+
+    def _resume_accepting(self, now: float) -> None:
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._selector.register(self.socket, selectors.EVENT_READ)
+
+    def _drop_oldest_head(self) -> None:
+        if self._heads:
+            oldest = next(iter(self._heads))
+            log.debug("%s: closing the longest-pending request head (cap %d reached)",
+                      oldest.address, self.max_pending_heads)
+            self._release(oldest)
+            oldest.close()
+
+    def _hold(self, connection: Connection, group: collections.OrderedDict[Connection, None],
+              deadline: float) -> None:
+        """Watch `connection` in the acceptor's selector until `deadline`."""
+        connection.deadline = deadline
+        group[connection] = None
         self._selector.register(connection.sock, selectors.EVENT_READ, connection)
 
-    def _unpark(self, connection: Connection) -> None:
+    def _release(self, connection: Connection) -> None:
         self._selector.unregister(connection.sock)
-        del self._parked[connection]
-        self._work.put(connection)
+        if connection in self._idle:
+            del self._idle[connection]
+        else:
+            self._heads.pop(connection, None)
+
+    def _readable(self, connection: Connection) -> None:
+        state = connection.advance()
+        if state == READY:
+            self._release(connection)
+            connection.for_worker()
+            self._work.put(connection)
+        elif state == CLOSED:
+            self._release(connection)
+            connection.close()
+        elif connection in self._idle and connection.head_started():
+            # The next request has begun: from now on it is a head under the head deadline.
+            del self._idle[connection]
+            connection.deadline = time.monotonic() + self.header_timeout
+            if len(self._heads) >= self.max_pending_heads:
+                self._drop_oldest_head()
+            self._heads[connection] = None
 
     def _park_returned(self) -> None:
+        """Take back connections whose workers are done with them (see `Connection.serve`)."""
         while self._to_park:
             connection = self._to_park.popleft()
-            if connection.has_pending_input():
-                self._work.put(connection)
+            if connection.head_started():
+                if len(self._heads) >= self.max_pending_heads:
+                    self._drop_oldest_head()
+                self._hold(connection, self._heads, time.monotonic() + self.header_timeout)
             else:
-                self._park(connection)
+                self._hold(connection, self._idle, time.monotonic() + self.keepalive_timeout)
 
-    def _expire_idle(self) -> None:
+    def _expire(self) -> None:
         now = time.monotonic()
-        if now - self._expired_at < min(1.0, self.keepalive_timeout / 4):
-            return  # scan at most about once a second, not on every selector event
-        self._expired_at = now
-        deadline = now - self.keepalive_timeout
-        for connection in [c for c in self._parked if c.parked_at < deadline]:
-            self._selector.unregister(connection.sock)
-            del self._parked[connection]
-            connection.close()
+        for group, why in ((self._idle, "idle for keepalive_timeout"),
+                           (self._heads, "request head not complete within header_timeout")):
+            while group:
+                connection = next(iter(group))
+                if connection.deadline > now:
+                    break
+                log.debug("closing connection from %s: %s", connection.address, why)
+                self._release(connection)
+                connection.close()
+        self._resume_accepting(now)
+
+    def _next_timeout(self) -> float | None:
+        """Seconds until the next deadline (exact expiry), None when there is none."""
+        deadlines = [next(iter(group)).deadline for group in (self._idle, self._heads) if group]
+        if self._accept_paused_until:
+            deadlines.append(self._accept_paused_until)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
 
     def _wake(self) -> None:
         try:
@@ -264,12 +374,13 @@ class Server:
         try:
             self._selector.unregister(self.socket)
         except (KeyError, ValueError):
-            pass
+            pass  # never registered, or unregistered while accepting is paused
         self.socket.close()
-        for connection in list(self._parked):
+        for connection in [*self._idle, *self._heads]:
             self._selector.unregister(connection.sock)
             connection.close()
-        self._parked.clear()
+        self._idle.clear()
+        self._heads.clear()
         deadline = time.monotonic() + self.shutdown_timeout
         with self._lock:
             while (self._active or not self._work.empty()) and time.monotonic() < deadline:
@@ -317,12 +428,20 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
     """PasteDeploy server runner: `[server:main] use = call:pulsar.web.server:server_runner`.
 
     Keys: host, port, ssl_pem, threads, max_request_line (defaults to the app's own limit),
-    keepalive_timeout, keepalive_linger (seconds; 0 disables), request_timeout,
-    shutdown_timeout.  Blocks until SIGTERM/SIGINT, then lets in-flight requests finish and
+    keepalive_timeout, keepalive_linger (seconds; 0 disables), request_timeout, header_timeout,
+    shutdown_timeout, max_pending_heads.  Blocks until SIGTERM/SIGINT, then lets in-flight requests finish and
     shuts the Pulsar application down."""
+    from pulsar.config import check_bind
     from pulsar.web.app import PulsarWsgiApp
 
     default_line = wsgi_app.app.max_request_line if isinstance(wsgi_app, PulsarWsgiApp) else DEFAULT_MAX_REQUEST_LINE
+    if isinstance(wsgi_app, PulsarWsgiApp):
+        # Secure start (the same rule as `pulsar`): no token on a public address is refused
+        # before the port opens, unless the app or this section sets allow_insecure_bind.
+        allow = not wsgi_app.loopback_only or str(kwargs.get("allow_insecure_bind", "")).strip().lower() in (
+            "true", "yes", "on", "1")
+        check_bind(str(kwargs.get("host") or DEFAULT_HOST), wsgi_app.app.private_token, allow,
+                   "set allow_insecure_bind: true in app.yml")
     server = make_server(
         wsgi_app,
         str(kwargs.get("host") or DEFAULT_HOST),
@@ -333,6 +452,8 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
         keepalive_timeout=float(kwargs.get("keepalive_timeout") or DEFAULT_KEEPALIVE_TIMEOUT),
         request_timeout=float(kwargs.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT),
         shutdown_timeout=float(kwargs.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT),
+        header_timeout=float(kwargs.get("header_timeout") or DEFAULT_HEADER_TIMEOUT),
+        max_pending_heads=int(kwargs.get("max_pending_heads") or DEFAULT_MAX_PENDING_HEADS),
         keepalive_linger=float(kwargs["keepalive_linger"] if kwargs.get("keepalive_linger") not in (None, "")
                                else DEFAULT_KEEPALIVE_LINGER),
     )

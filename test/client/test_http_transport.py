@@ -4,7 +4,9 @@ connection reuse, a connection the server closed while idle, proxies from the en
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -15,6 +17,7 @@ from pulsar.client.http_api import HttpApi, RetryPolicy
 from pulsar.client.transport import HttpClientTransport
 from pulsar.client.transport.base import FileBody, HttpRequest
 from pulsar.web.server import Server
+from test.support.polling import wait_for
 from test.web.support import running_server
 
 
@@ -79,11 +82,14 @@ def test_unread_response_does_not_poison_the_next_request(server: Server, record
 
 
 def test_connection_closed_by_the_server_while_idle_is_replaced(server: Server, recorder: Recorder,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="pulsar.web.server")
     transport = HttpClientTransport(timeout=10)
     api = HttpApi(url(server, ""), transport, retry=RetryPolicy(max_retries=0))  # no retry above the transport
     api.call("GET", "x")
-    time.sleep(1.0)  # longer than the server's keep-alive timeout: it closes the connection
+    # Wait for the server's own word that it closed the idle connection, not for a guess
+    # at how long that takes.
+    wait_for(lambda: "idle for keepalive_timeout" in caplog.text, timeout=10, what="the idle connection to close")
     data = os.urandom(3 * 1024 * 1024)
     source = tmp_path / "body"
     source.write_bytes(data)
@@ -92,6 +98,16 @@ def test_connection_closed_by_the_server_while_idle_is_replaced(server: Server, 
     assert response.read() == hashlib.sha256(data).hexdigest().encode()
     assert body.sha256 == hashlib.sha256(data).hexdigest()
     assert len(set(recorder.client_ports)) == 2
+
+
+def test_idle_connection_expires_at_the_keep_alive_timeout_not_a_polling_tick(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        idle_since = time.monotonic()
+        assert sock.recv(1) == b""
+        closed_after = time.monotonic() - idle_since
+    assert 0.25 <= closed_after < 2.0  # keepalive_timeout=0.3: the selector sleeps until that deadline
 
 
 def test_proxied_origins_go_through_the_proxy_capable_transport(server: Server, monkeypatch) -> None:

@@ -156,8 +156,8 @@ def test_keep_alive_linger_can_be_switched_off(wsgi: PulsarWsgiApp) -> None:
                 assert read_one(sock)[0] == 200
 
 
-def test_stalled_request_is_dropped_after_the_request_timeout(wsgi: PulsarWsgiApp) -> None:
-    with running_server(wsgi, threads=1, request_timeout=0.5) as server:
+def test_stalled_request_head_is_dropped_after_the_header_timeout(wsgi: PulsarWsgiApp) -> None:
+    with running_server(wsgi, threads=1, header_timeout=0.5) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
             assert sock.recv(1024) == b""  # the server gave up and closed

@@ -1,0 +1,203 @@
+"""Clients that try to starve the server, as an attacker would: many connections sending
+their headers one byte per second, TLS connections that never handshake, a header trickle
+that tries to outlive the deadline.  Meanwhile a normal client must get every answer within
+2 s, and the server must hold no worker thread for any of them."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from pulsar.web.app import PulsarWsgiApp
+from pulsar.web.server import Server
+from test.web.support import running_server
+
+ANSWER_WITHIN = 2.0
+ATTACK_SECONDS = 5.0
+
+
+class Trickle:
+    """`count` connections, each sending the start of a request one byte per `interval`
+    seconds from one thread, until stopped.  Connections the server closes are counted."""
+
+    REQUEST = b"GET /jobs/1/status HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"p" * 4096
+
+    def __init__(self, port: int, count: int, interval: float = 1.0):
+        self.sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+        self.interval = interval
+        self.closed_by_server = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        position = 0
+        while not self._stop.is_set() and self.sockets:
+            byte = self.REQUEST[position % len(self.REQUEST): position % len(self.REQUEST) + 1]
+            for sock in list(self.sockets):
+                try:
+                    sock.send(byte)
+                except OSError:
+                    self.sockets.remove(sock)
+                    sock.close()
+                    self.closed_by_server += 1
+            position += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Trickle:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for sock in self.sockets:
+            sock.close()
+
+
+def normal_client_for(seconds: float, request: Callable[[], int]) -> list[float]:
+    """Run `request` (a fresh connection each time) for `seconds`; every answer must be a 200
+    within ANSWER_WITHIN.  Returns the durations."""
+    durations = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.monotonic()
+        assert request() == 200
+        durations.append(time.monotonic() - started)
+        assert durations[-1] < ANSWER_WITHIN, f"answer took {durations[-1]:.2f} s"
+        time.sleep(0.05)
+    return durations
+
+
+def plain_status(server: Server) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=ANSWER_WITHIN)
+    try:
+        connection.request("GET", "/jobs/1/status")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_64_slow_header_senders_do_not_lock_out_a_normal_client(wsgi: PulsarWsgiApp) -> None:
+    with running_server(wsgi, threads=4) as server:
+        with Trickle(server.port, 64) as trickle:
+            durations = normal_client_for(ATTACK_SECONDS, lambda: plain_status(server))
+            assert len(trickle.sockets) == 64  # all still connected: under the cap, within the deadline
+        assert len(durations) > 10
+
+
+def test_over_the_head_cap_the_oldest_slow_sender_is_dropped_and_new_clients_get_in(wsgi: PulsarWsgiApp) -> None:
+    with running_server(wsgi, threads=2, max_pending_heads=16) as server:
+        with Trickle(server.port, 64, interval=0.2) as trickle:
+            normal_client_for(ATTACK_SECONDS, lambda: plain_status(server))
+            time.sleep(0.5)  # let the trickle notice the closes of the last evictions
+            # each normal connection took a slot; the longest-waiting slow senders made room
+            assert trickle.closed_by_server >= 48
+
+
+def test_header_deadline_is_for_the_whole_head_not_per_byte(wsgi: PulsarWsgiApp) -> None:
+    with running_server(wsgi, threads=1, header_timeout=1.0) as server:
+        with Trickle(server.port, 4, interval=0.1) as trickle:
+            started = time.monotonic()
+            while trickle.sockets and time.monotonic() - started < 10:
+                time.sleep(0.05)
+            assert trickle.closed_by_server == 4  # bytes kept coming; the deadline ended them anyway
+            assert time.monotonic() - started < 5
+        assert plain_status(server) == 200
+
+
+def test_keep_alive_connection_with_a_trickled_next_request_is_held_by_no_worker(wsgi: PulsarWsgiApp) -> None:
+    with running_server(wsgi, threads=1, header_timeout=1.0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /jobs/1/sta")  # the next request starts and stalls
+            assert plain_status(server) == 200  # the only worker is free
+            started = time.monotonic()
+            assert sock.recv(65536) == b""  # closed at the head deadline, not the idle one
+            assert time.monotonic() - started < 5
+
+
+def test_silent_connections_are_closed_at_the_header_deadline(wsgi: PulsarWsgiApp) -> None:
+    with running_server(wsgi, threads=1, header_timeout=0.5) as server:
+        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
+        try:
+            assert plain_status(server) == 200
+            for sock in silent:
+                assert sock.recv(1) == b""
+        finally:
+            for sock in silent:
+                sock.close()
+
+
+@pytest.fixture(scope="module")
+def self_signed_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not available")
+    directory = tmp_path_factory.mktemp("tls")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    pem = directory / "server.pem"
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    return pem
+
+
+@pytest.fixture
+def tls_server(wsgi: PulsarWsgiApp, self_signed_pem: Path) -> Iterator[Server]:
+    with running_server(wsgi, threads=2, ssl_pem=str(self_signed_pem), header_timeout=3.0) as server:
+        yield server
+
+
+def tls_status(server: Server, context: ssl.SSLContext) -> int:
+    connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=ANSWER_WITHIN)
+    try:
+        connection.request("GET", "/jobs/1/status")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_idle_tls_connections_do_not_lock_out_a_normal_client(tls_server: Server, self_signed_pem: Path) -> None:
+    context = ssl.create_default_context(cafile=str(self_signed_pem))
+    idle = [socket.create_connection(("127.0.0.1", tls_server.port), timeout=10) for _ in range(32)]
+    # half of them start a handshake and stop in the middle of their ClientHello
+    for sock in idle[:16]:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    try:
+        normal_client_for(2.0, lambda: tls_status(tls_server, context))
+        for sock in idle:  # all closed at the header deadline (3 s), none answered
+            assert sock.recv(1) == b""
+        assert tls_status(tls_server, context) == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_tls_keep_alive_and_pipelining_still_work(tls_server: Server, self_signed_pem: Path) -> None:
+    context = ssl.create_default_context(cafile=str(self_signed_pem))
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            sock.sendall(request * 3)  # pipelined: decrypted bytes wait inside the TLS layer
+            data = b""
+            while data.count(b"HTTP/1.1 200") < 3:
+                chunk = sock.recv(65536)
+                assert chunk
+                data += chunk
+            time.sleep(0.1)  # parked idle now
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
