@@ -15,15 +15,25 @@ body, so duration and bytes cover the whole transfer.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import logging
 import time
 from typing import Any, Callable, Iterable, Mapping
 
 from pulsar.errors import InvalidArgument, PulsarError
 from pulsar.util.fileio import TruncatedStream
+from pulsar.util.logsafe import printable, target
 from pulsar.web.args import Args, parse_query
 from pulsar.web.auth import is_authorized, scrubbed_query
-from pulsar.web.request import PulsarAppLike, Request, RequestLineTooLong, RouteNotFound, Unauthorized
+from pulsar.web.request import (
+    LoopbackOnly,
+    PulsarAppLike,
+    Request,
+    RequestLineTooLong,
+    RouteNotFound,
+    Unauthorized,
+)
 from pulsar.web.responses import (
     FILE_BLOCK_SIZE,
     Response,
@@ -39,27 +49,43 @@ StartResponse = Callable[..., Any]
 
 
 class PulsarWsgiApp:
-    """WSGI application over a `PulsarAppLike` (normally `pulsar.core.PulsarApp`)."""
+    """WSGI application over a `PulsarAppLike` (normally `pulsar.core.PulsarApp`).
 
-    def __init__(self, app: PulsarAppLike, routes: RouteTable | None = None):
+    `loopback_only`: when the app has no token, authenticated routes answer only clients
+    on a loopback address (403 otherwise).  The launchers refuse a public bind without a
+    token; this is the same rule where the bind address cannot be known (a WSGI server
+    configured outside Pulsar, e.g. gunicorn's `--bind`)."""
+
+    def __init__(self, app: PulsarAppLike, routes: RouteTable | None = None, *, loopback_only: bool = False):
         self.app = app
         self.routes = routes if routes is not None else RouteTable()
+        self.loopback_only = loopback_only
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         raw_path = str(environ.get("PATH_INFO", "") or "/")
-        exchange = _Exchange(environ, method, _shortened(raw_path))
+        exchange = _Exchange(environ, method, self._loggable(raw_path))
         try:
             response = self._respond(environ, method, raw_path, exchange)
         except PulsarError as exc:
             response = error_from_exception(exc)
-            log.warning("%s %s -> %d %s: %s", method, exchange.path, exc.http_status, exc.error, exc.detail)
+            log.warning("%s %s -> %d %s: %s", exchange.method, exchange.path, exc.http_status, exc.error,
+                        self._loggable(exc.detail))
         except TruncatedStream as exc:
             response = error_response(400, "incomplete_body", str(exc))
-            log.warning("%s %s -> 400 incomplete_body: %s", method, exchange.path, exc)
+            log.warning("%s %s -> 400 incomplete_body: %s", exchange.method, exchange.path, self._loggable(exc))
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                log.exception("unhandled error serving %s %s", exchange.method, exchange.path)
+                response = error_response(500, "server_error", "internal server error; see the server log")
+            else:
+                # The client chose a name the file system cannot hold (a component over
+                # NAME_MAX, a path over PATH_MAX): its mistake, whichever layer noticed.
+                response = error_response(400, "name_too_long", "a name in the request is too long for the file system")
+                log.warning("%s %s -> 400 name_too_long", exchange.method, exchange.path)
         except Exception:
-            log.exception("unhandled error serving %s %s", method, exchange.path)
+            log.exception("unhandled error serving %s %s", exchange.method, exchange.path)
             response = error_response(500, "server_error", "internal server error; see the server log")
 
         def finished() -> None:
@@ -76,6 +102,12 @@ class PulsarWsgiApp:
         finished()
         return [response.body]
 
+    def _loggable(self, text: object) -> str:
+        """Client text for a log line: escaped and cut (`logsafe.target`), and the token
+        masked wherever the client put it (a path, a name), not only in `private_token=`."""
+        token = self.app.private_token
+        return target(str(text).replace(token, "***") if token else text)
+
     def _respond(self, environ: Mapping[str, Any], method: str, raw_path: str, exchange: "_Exchange") -> Response:
         query_string = str(environ.get("QUERY_STRING", "") or "")
         limit = self.app.max_request_line
@@ -91,8 +123,11 @@ class PulsarWsgiApp:
         query = parse_query(query_string)
         exchange.query = query
         exchange.polled = match.route.polled
-        if match.route.authenticated and not is_authorized(self.app.private_token, environ, query):
-            raise Unauthorized("missing or wrong private_token")
+        if match.route.authenticated:
+            if self.loopback_only and not self.app.private_token and not _is_loopback_client(environ):
+                raise LoopbackOnly("this server has no private_token and answers loopback clients only")
+            if not is_authorized(self.app.private_token, environ, query):
+                raise Unauthorized("missing or wrong private_token")
         request = Request(self.app, environ, method, path, match.manager_name, Args(query, match.path_vars))
         return match.route.handler(request)
 
@@ -103,8 +138,8 @@ class _Exchange:
     __slots__ = ("client", "method", "path", "query", "polled")
 
     def __init__(self, environ: Mapping[str, Any], method: str, path: str):
-        self.client = str(environ.get("REMOTE_ADDR", "-"))
-        self.method = method
+        self.client = printable(environ.get("REMOTE_ADDR", "-"))
+        self.method = printable(method)
         self.path = path
         self.query: Mapping[str, str] | None = None
         self.polled = False
@@ -128,5 +163,10 @@ class _ScrubbedQuery:
         return scrubbed_query(self.query)
 
 
-def _shortened(path: str, limit: int = 300) -> str:
-    return path if len(path) <= limit else path[:limit] + "..."
+def _is_loopback_client(environ: Mapping[str, Any]) -> bool:
+    """True if REMOTE_ADDR is a loopback address (no name lookups: it is an address)."""
+    address = str(environ.get("REMOTE_ADDR") or "").strip("[]")
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False

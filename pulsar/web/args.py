@@ -6,6 +6,7 @@ repeated key wins, unknown keys are ignored, and path variables beat query value
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Mapping
 from urllib.parse import parse_qsl
 
@@ -13,6 +14,13 @@ from pulsar.errors import InvalidArgument
 
 #: Never handed to a handler: it authenticates the request and is a secret.
 TOKEN_PARAMETER = "private_token"
+#: Deepest nesting of brackets accepted in an argument.  Galaxy's deepest JSON argument
+#: (dependencies_description) nests about six levels; Python's JSON decoder recurses per
+#: level and fails (RecursionError, a 500) somewhere below a thousand.
+MAX_NESTING = 100
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def parse_query(query_string: str) -> dict[str, str]:
@@ -56,6 +64,13 @@ class Args(Mapping[str, str]):
     def optional(self, name: str, default: str | None = None) -> str | None:
         return self._values.get(name, default)
 
+    def check_nesting(self, limit: int = MAX_NESTING) -> None:
+        """`InvalidArgument` (400) if any value nests brackets deeper than `limit`, so a
+        JSON argument cannot exhaust the decoder's recursion (checked before decoding)."""
+        for name, value in self._values.items():
+            if nesting_depth(value) > limit:
+                raise InvalidArgument(f"argument {name!r} nests deeper than {limit} levels")
+
     def __getitem__(self, key: str) -> str:
         return self._values[key]
 
@@ -67,6 +82,21 @@ class Args(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Args({sorted(self._values)})"
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of JSON arrays/objects in `text`, brackets inside JSON strings
+    not counted (an upper bound for text that is not JSON).  Linear, no recursion."""
+    if "[" not in text and "{" not in text:
+        return 0
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        if match.group(0) in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def _wire_text(environ_text: str) -> str:

@@ -29,14 +29,18 @@ def setup(request: Request) -> Response:
 
 
 def upload(request: Request) -> Response:
-    """`POST /jobs/{job_id}/files`: the body is the file, whatever its Content-Type says."""
+    """`POST /jobs/{job_id}/files`: the body is the file, whatever its Content-Type says.
+
+    `type` is required like `name`: without it the server would have to guess which
+    directory the client meant (every client of the protocol sends it)."""
     service = request.service()
     args = request.args
     name = args.required("name")
+    path_type = args.required("type")
     if args.optional("cache_token"):
         raise InvalidArgument("cache_token uploads need the file cache, which this server does not provide")
     length = request.body_length()
-    path, result = service.upload(args.required("job_id"), args.optional("type"), name, request.body, length)
+    path, result = service.upload(args.required("job_id"), path_type, name, request.body, length)
     return json_response({"path": str(path), "size": result.size, "sha256": result.sha256})
 
 
@@ -49,10 +53,13 @@ def file_path(request: Request) -> Response:
 
 
 def submit(request: Request) -> Response:
-    """`POST /jobs/{job_id}/submit`: the raw arguments go to the service, which decodes the JSON ones."""
+    """`POST /jobs/{job_id}/submit`: the raw arguments go to the service, which decodes the
+    JSON ones -- after the nesting check, so a 100,000-deep array is a 400, not a
+    RecursionError in the decoder."""
     service = request.service()
     args = request.args
     args.required("command_line")
+    args.check_nesting()
     service.submit(args.required("job_id"), args)
     return ok_response()
 

@@ -43,6 +43,13 @@ class Unauthorized(PulsarError):
     error = "unauthorized"
 
 
+class LoopbackOnly(PulsarError):
+    """A token-less server was reached from a non-loopback address."""
+
+    http_status = 403
+    error = "forbidden"
+
+
 class RouteNotFound(PulsarError):
     http_status = 404
     error = "not_found"
