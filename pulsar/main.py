@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
-import ipaddress
 import json
 import logging
 import logging.config
 import os
 import secrets
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -42,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import pulsar
-from pulsar.config import DEFAULT_INI_NAME, SERVER_TIMINGS, load_config, read_server_section
+from pulsar.config import (
+    DEFAULT_INI_NAME,
+    SERVER_TIMINGS,
+    InsecureBind,
+    check_bind,
+    load_config,
+    read_server_section,
+)
 from pulsar.daemon import Daemon, DaemonError, daemonize, stop_daemon
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
@@ -56,10 +61,6 @@ LOG_FILE_NAME = "pulsar.log"
 EXIT_CONFIG = 1
 EXIT_INSECURE = 2
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
-
-
-class InsecureBind(Exception):
-    """Refusing to serve without authentication on a non-loopback address."""
 
 
 @dataclasses.dataclass
@@ -93,10 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stop(pid_file)
     try:
         settings = resolve_settings(args, config_dir)
-    except ConfigurationError as exc:
-        return _fail(f"configuration error: {exc}", EXIT_CONFIG)
     except InsecureBind as exc:
         return _fail(str(exc), EXIT_INSECURE)
+    except ConfigurationError as exc:
+        return _fail(f"configuration error: {exc}", EXIT_CONFIG)
 
     return _run(args, config_dir, pid_file, settings.ini_path, "pulsar", lambda daemon: serve(settings, daemon))
 
@@ -184,13 +185,10 @@ def resolve_settings(args: argparse.Namespace, config_dir: Path) -> Settings:
     if "private_token" not in app_config:
         token_file = config_dir / TOKEN_FILE_NAME
         app_config["private_token"] = ensure_token(token_file)
-    if app_config.get("private_token") is None and not is_loopback(host):
-        if not (args.allow_insecure or app_config.get("allow_insecure_bind", False)):
-            raise InsecureBind(
-                f"refusing to serve on {host} without a private_token: anyone who can reach it could run "
-                "commands. Set private_token in app.yml, or pass --allow-insecure "
-                "(allow_insecure_bind: true) if the network is trusted."
-            )
+    allow_insecure = bool(args.allow_insecure or app_config.get("allow_insecure_bind", False))
+    app_config["allow_insecure_bind"] = allow_insecure
+    check_bind(host, app_config.get("private_token"), allow_insecure,
+               "pass --allow-insecure (allow_insecure_bind: true)")
     return Settings(
         config_dir=config_dir,
         ini_path=ini,
@@ -224,21 +222,6 @@ def ensure_token(token_file: Path) -> str:
     return token
 
 
-def is_loopback(host: str) -> bool:
-    """True if every address `host` names is a loopback address."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
-
-
 def configure_logging(ini_path: Path | None) -> None:
     """The INI's logging sections if it has them, else INFO and above to stderr."""
     if ini_path is not None and _has_logging_sections(ini_path):
@@ -265,14 +248,20 @@ def serve(settings: Settings, daemon: Daemon | None = None) -> int:
     from pulsar.web.server import DEFAULT_THREADS, make_server
     from pulsar.web.wsgi import build_wsgi_app
 
+    # The token itself is never logged: logs are read by more people than should run jobs.
     if settings.token_file is not None:
-        log.info("private_token (kept in %s): %s", settings.token_file, settings.app_config["private_token"])
+        log.info("private_token: kept in %s (mode 0600); give it to Galaxy from there", settings.token_file)
+    elif settings.app_config.get("private_token"):
+        log.info("private_token: from the configuration (%s)", settings.config_dir)
+    else:
+        log.warning("no private_token: every client that can reach %s:%d may run commands",
+                    settings.host, settings.port)
     stop = _install_stop_handlers()
     pulsar_app = PulsarApp(**settings.app_config)
     try:
         try:
             server = make_server(
-                build_wsgi_app(pulsar_app),
+                build_wsgi_app(pulsar_app, loopback_only=not settings.app_config["allow_insecure_bind"]),
                 host=settings.host,
                 port=settings.port,
                 ssl_pem=settings.ssl_pem,

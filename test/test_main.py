@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pulsar.main import DEFAULT_HOST, DEFAULT_PORT, _server_parser, ensure_token, is_loopback, main, resolve_settings
+from pulsar.config import is_loopback
+from pulsar.main import DEFAULT_HOST, DEFAULT_PORT, _server_parser, ensure_token, main, resolve_settings
 from test.support.server import REPO_ROOT, subprocess_env
 
 

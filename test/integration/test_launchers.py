@@ -98,7 +98,8 @@ def test_generated_token_is_stored_reused_and_required(config_dir: Path) -> None
     server.start()
     try:
         token = (config_dir / ".pulsar_token").read_text().strip()
-        assert token in server.log_text()  # logged once so the operator can copy it
+        # issue 11: the log names the token file, never the token
+        assert token not in server.log_text() and str(config_dir / ".pulsar_token") in server.log_text()
         assert job_status(server.url, None)[0] in (401, 403)
         assert job_status(server.url, token)[1]["status"] == "lost"
     finally:

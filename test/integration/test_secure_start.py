@@ -1,0 +1,177 @@
+"""Secure start on every launcher, and the token never in a log line (issue 11 items 5, 6).
+
+The attack: an admin starts Pulsar on a public address without a token (a copied sample,
+a forgotten app.yml) with whichever launcher they know -- `pulsar`, `paster serve` with our
+server runner, or `paster serve` with Paste's own `egg:Paste#http`, which knows nothing of
+tokens.  Each must refuse before the port opens, unless `allow_insecure_bind` says the
+network is trusted.  And whoever can read the log must not find the token there."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test.conftest import requires_server
+from test.support.http import raw_request
+from test.support.server import (
+    free_port,
+    http_get,
+    subprocess_env,
+    wait_until_healthy,
+    write_app_config,
+)
+
+pytestmark = [pytest.mark.integration, requires_server]
+
+BIN = Path(sys.executable).parent
+SERVERS = {
+    "server_runner": "paste.server_runner = pulsar.web.server:server_runner",
+    "paste_http": "use = egg:Paste#http",
+}
+
+
+def write_ini(directory: Path, server: str, host: str, port: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    ini = directory / "server.ini"
+    ini.write_text(
+        f"[server:main]\n{SERVERS[server]}\nhost = {host}\nport = {port}\n\n"
+        "[app:main]\npaste.app_factory = pulsar.web.wsgi:app_factory\napp_config = %(here)s/app.yml\n\n"
+        "[loggers]\nkeys = root\n[handlers]\nkeys = console\n[formatters]\nkeys = generic\n"
+        "[logger_root]\nlevel = INFO\nhandlers = console\n"
+        "[handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nformatter = generic\n"
+        "[formatter_generic]\nformat = %%(asctime)s %%(levelname)s %%(name)s %%(message)s\n"
+    )
+    return ini
+
+
+def app_options(directory: Path, **extra: object) -> dict[str, object]:
+    return {"staging_directory": str(directory / "staging"), "persistence_directory": str(directory / "persisted"),
+            **extra}
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def paster(directory: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(BIN / "paster"), "serve", "server.ini"], cwd=directory, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=subprocess_env(),
+                            stdin=subprocess.DEVNULL)
+
+
+def refused(process: subprocess.Popen[str], port: int) -> str:
+    """The process must exit non-zero without ever listening; returns its output."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None:
+        assert not listening(port), "the port opened: a token-less public server was started"
+        assert time.monotonic() < deadline, "still running after 60 s"
+        time.sleep(0.05)
+    output = process.stdout.read() if process.stdout else ""
+    assert process.returncode != 0, output
+    assert not listening(port)
+    return output
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_paster_serve_refuses_a_public_bind_without_token(tmp_path: Path, server: str) -> None:
+    if not (BIN / "paster").exists():
+        pytest.fail("paster is not installed in the venv (make setup-venv installs PasteScript)")
+    port = free_port()
+    write_ini(tmp_path, server, "0.0.0.0", port)
+    write_app_config(tmp_path, app_options(tmp_path))  # no private_token at all
+    output = refused(paster(tmp_path), port)
+    assert "refusing to serve on 0.0.0.0 without a private_token" in output
+    assert "allow_insecure_bind" in output
+    assert not (tmp_path / "staging").exists(), "job services were built before the refusal"
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_paster_serve_public_bind_allowed_explicitly_or_with_token(tmp_path: Path, server: str) -> None:
+    for options, token in ((app_options(tmp_path, allow_insecure_bind=True), None),
+                           (app_options(tmp_path, private_token="paste-secret-token"), "paste-secret-token")):
+        port = free_port()
+        write_ini(tmp_path, server, "0.0.0.0", port)
+        write_app_config(tmp_path, options)
+        process = paster(tmp_path)
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}/", token, process=process)  # type: ignore[arg-type]
+            status, _ = http_get(f"http://127.0.0.1:{port}/jobs/probe/status", token=token)
+            assert status == 200
+        finally:
+            output = stop(process)
+        if token:
+            assert token not in output
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_paster_serve_loopback_without_token_is_served(tmp_path: Path, server: str) -> None:
+    port = free_port()
+    write_ini(tmp_path, server, "127.0.0.1", port)
+    write_app_config(tmp_path, app_options(tmp_path))
+    process = paster(tmp_path)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/", None, process=process)  # type: ignore[arg-type]
+        assert http_get(f"http://127.0.0.1:{port}/jobs/probe/status")[0] == 200
+    finally:
+        stop(process)
+
+
+def test_pulsar_refuses_a_public_bind_without_token(tmp_path: Path) -> None:
+    port = free_port()
+    write_app_config(tmp_path, app_options(tmp_path, private_token=""))
+    process = subprocess.Popen([sys.executable, "-m", "pulsar.main", "-c", str(tmp_path), "--host", "0.0.0.0",
+                                "--port", str(port)], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=subprocess_env(), stdin=subprocess.DEVNULL)
+    output = refused(process, port)
+    assert process.returncode == 2 and "refusing to serve on 0.0.0.0" in output
+
+
+def test_generated_token_is_never_logged(tmp_path: Path) -> None:
+    """`pulsar` with no configured token generates one; the log names the file, and neither
+    the start nor requests carrying it (valid, in a malformed request, in a forged path)
+    write it anywhere in the log."""
+    write_app_config(tmp_path, app_options(tmp_path))
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pulsar.main", "-c", str(tmp_path), "--port", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(),
+                                   stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        token_file = tmp_path / ".pulsar_token"
+        deadline = time.monotonic() + 60
+        while not token_file.exists() or not token_file.read_text().strip():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        token = token_file.read_text().strip()
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_healthy(url, token, process=process, log_path=log_path)  # type: ignore[arg-type]
+        assert http_get(url + "jobs/probe/status", token=token)[0] == 200
+        assert http_get(url + "jobs/probe/status", token=token + "x")[0] == 401
+        raw_request(url, "GET", f"/jobs/a%0Ab/status?private_token={token}")
+        raw_request(url, "GET", f"/jobs/x/status?private_token={token}&x=%ZZ")
+        raw_request(url, "POST", f"/jobs/x/files?name=a&type=input&private_token={token}",
+                    headers={"Transfer-Encoding": "chunked"}, body=b"zz\r\n")
+        raw_request(url, "GET", f"/nowhere/{token}?private_token={token}")
+    finally:
+        process.terminate()
+        process.wait(60)
+    text = log_path.read_text(errors="replace")
+    assert token not in text
+    assert str(token_file) in text
