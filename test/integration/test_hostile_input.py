@@ -163,3 +163,75 @@ def test_unknown_route_and_manager(hostile):
     _, api, _ = hostile
     _check(api.request("GET", "nowhere"), 404)
     _check(api.request("POST", "managers/nope/jobs", job_id="1"), 404)
+
+
+# --- issue 11 item 4: bad input is a 4xx with a JSON reason, never a 500 with a traceback ---
+
+
+def test_upload_without_type_is_refused(hostile):
+    server, api, _ = hostile
+    api.setup("notype")
+    document = _check(api.request("POST", "jobs/notype/files", body=b"payload", name="a.txt"), 400)
+    assert "'type'" in document["detail"]
+    assert not (Path(server.config_dir) / "staging" / "notype" / "inputs" / "a.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["n" * 256, "a/" + "n" * 300, "/".join(["d" * 250] * 20), "é" * 200])
+def test_names_too_long_for_the_file_system(hostile, name):
+    """Components over NAME_MAX (255 bytes; "é" is two), paths over PATH_MAX: 400/414 on
+    every route that takes a name, never a 500."""
+    server, api, _ = hostile
+    api.setup("longnames")
+    for type_ in ("input", "config", "tool", "unstructured", "metadata", "jobdir", "workdir"):
+        response = api.request("POST", "jobs/longnames/files", body=b"x", name=name, type=type_)
+        assert response.status_code in (400, 414), (type_, response.status_code, response.text[:200])
+        _error(response.content)
+    for type_ in ("output", "output_workdir", "output_metadata", "output_jobdir"):
+        response = api.request("GET", "jobs/longnames/files", name=name, type=type_)
+        assert response.status_code in (400, 404, 414), (type_, response.status_code)
+        _error(response.content)
+    response = api.request("GET", "jobs/longnames/files/path", name=name, type="input")
+    assert response.status_code in (400, 414)
+    _error(response.content)
+
+
+@pytest.mark.parametrize("key,value", [("env", "[" * 100_000), ("params", '{"a":' * 50_000),
+                                       ("submit_extras", '{"x":[' * 50_000), ("remote_staging", "[" * 1001)])
+def test_deep_json_parameters(hostile, key, value):
+    _, api, _ = hostile
+    api.setup("deepjson")
+    document = _check(api.request("POST", "jobs/deepjson/submit", command_line="true", **{key: value}), 400)
+    assert key in document["detail"]
+    assert api.status("deepjson")["status"] != "running"
+
+
+def test_huge_json_parameter(hostile):
+    """A JSON argument travels in the request target: beyond max_request_line it is 414
+    (URI too long), with the JSON body, before anything is decoded."""
+    _, api, _ = hostile
+    api.setup("hugejson")
+    huge = json.dumps({"blob": "x" * 2_000_000})
+    response = api.request("POST", "jobs/hugejson/submit", command_line="true", params=huge)
+    assert response.status_code in (413, 414)
+    _error(response.content)
+
+
+@pytest.mark.parametrize("key,value", [("params", "[1]"), ("env", '[{"name": "A B", "value": "x"}]'),
+                                       ("env", '[{"name": "A", "value": {"nested": 1}}]'), ("params", "nul\x00l")])
+def test_invalid_values(hostile, key, value):
+    _, api, _ = hostile
+    api.setup("invalid")
+    _check(api.request("POST", "jobs/invalid/submit", command_line="true", **{key: value}), 400)
+
+
+def test_forged_log_lines_and_no_tracebacks(hostile):
+    """Client text in the log is escaped (a %0A in a path or a name cannot start a line of
+    its own), and nothing above -- long names, deep or huge JSON -- logged a traceback."""
+    server, api, _ = hostile
+    raw_request(api.url, "GET", f"/jobs/x%0A2026-01-01%20FORGED%20entry/status?private_token={api.token}")
+    api.request("POST", "jobs/x/files", body=b"x", name="a\nFORGED name line", type="nonsense")
+    text = server.log_text()
+    assert not [line for line in text.splitlines() if line.startswith(("2026-01-01", "FORGED"))], "a line was forged"
+    assert "FORGED" in text  # the requests were logged, escaped
+    assert "Traceback" not in text
+    assert api.token not in text
