@@ -22,9 +22,9 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
   clients get in (refusing new connections instead would lock everyone out);
 * on EMFILE/ENFILE (no descriptor for a new connection) it stops polling the listener for
   `ACCEPT_BACKOFF` seconds (pending connections wait in the kernel backlog), frees a
-  descriptor by closing the oldest pending head, and logs one line per `ACCEPT_LOG_INTERVAL`
-  with the count of failures since the last one, instead of spinning on a listener that
-  stays readable;
+  descriptor by closing the oldest pending head (else the oldest idle one), and logs one
+  line per `ACCEPT_LOG_INTERVAL` with the count of failures since the last one, instead
+  of spinning on a listener that stays readable;
 * request lines up to `max_request_line` (414 JSON beyond) and header sections up to
   `connection.HEADER_SECTION_LIMIT` (431), so a pending head's memory is bounded;
 * `Expect: 100-continue`, chunked request bodies (`wsgi.input_terminated`), and
@@ -231,7 +231,7 @@ class Server:
 
     def _pause_accepting(self, exc: OSError) -> None:
         """Out of descriptors: the listener stays readable, so polling it would spin.  Stop
-        for a moment, free a descriptor held by the slowest pending head, log rarely."""
+        for a moment, free a descriptor (see `_free_a_descriptor`), log rarely."""
         now = time.monotonic()
         self._accept_failures += 1
         if now - self._accept_logged_at >= ACCEPT_LOG_INTERVAL:
@@ -240,7 +240,7 @@ class Server:
                         ACCEPT_BACKOFF, self._accept_failures)
             self._accept_logged_at = now
             self._accept_failures = 0
-        self._drop_oldest_head()
+        self._free_a_descriptor()
         if self._accept_paused_until <= now:
             self._selector.unregister(self.socket)
         self._accept_paused_until = now + ACCEPT_BACKOFF
@@ -249,6 +249,16 @@ class Server:
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
             self._selector.register(self.socket, selectors.EVENT_READ)
+
+    def _free_a_descriptor(self) -> None:
+        """Close the longest-pending head, else the longest-idle kept-alive connection: the
+        connections whose loss costs nothing but a reconnect."""
+        if self._heads:
+            self._drop_oldest_head()
+        elif self._idle:
+            oldest = next(iter(self._idle))
+            self._release(oldest)
+            oldest.close()
 
     def _drop_oldest_head(self) -> None:
         if self._heads:

@@ -10,15 +10,17 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from pulsar.web.app import PulsarWsgiApp
 from pulsar.web.server import Server
+from test.support.server import DEFAULT_TOKEN, PulsarServer, free_port, wait_until_healthy, write_app_config
 from test.web.support import running_server
 
 ANSWER_WITHIN = 2.0
@@ -201,3 +203,60 @@ def test_tls_keep_alive_and_pipelining_still_work(tls_server: Server, self_signe
             time.sleep(0.1)  # parked idle now
             sock.sendall(request)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+class FdLimitedServer(PulsarServer):
+    """`pulsar.main` in a process whose descriptor limit is `nofile` (set before it starts)."""
+
+    def __init__(self, *args: Any, nofile: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.nofile = nofile
+
+    def command(self) -> list[str]:
+        code = ("import resource, runpy, sys; "
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({self.nofile}, {self.nofile})); "
+                "sys.argv[0] = 'pulsar'; runpy.run_module('pulsar.main', run_name='__main__', alter_sys=True)")
+        return [sys.executable, "-c", code, "-c", str(self.config_dir), "--port", str(self.port)]
+
+
+def open_connections(port: int, count: int) -> list[socket.socket]:
+    """Connect `count` times; connections the kernel backlog cannot take time out and are skipped."""
+    opened = []
+    for _ in range(count):
+        try:
+            opened.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+        except OSError:
+            pass
+    return opened
+
+
+def test_near_the_fd_limit_the_log_stays_small_and_the_server_recovers(tmp_path: Path) -> None:
+    config_dir = tmp_path / "limited"
+    config_dir.mkdir()
+    write_app_config(config_dir, {"private_token": DEFAULT_TOKEN, "staging_directory": str(config_dir / "staging"),
+                                  "persistence_directory": str(config_dir / "persisted")})
+    server = FdLimitedServer(config_dir, free_port(), DEFAULT_TOKEN, nofile=40)
+    server.start()
+    held: list[socket.socket] = []
+    try:
+        log_before = server.log_path.stat().st_size
+        # Kept-alive connections the server cannot simply time out (60 s), then a crowd of
+        # silent ones, far more than the 40 descriptors the server has.
+        for sock in open_connections(server.port, 30):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.append(sock)
+        held += open_connections(server.port, 120)
+        time.sleep(3.0)  # the old accept loop wrote tens of MB of log in this time
+        grown = server.log_path.stat().st_size - log_before
+        text = server.log_text()
+        assert grown < 16 * 1024, f"log grew by {grown} bytes under descriptor exhaustion"
+        assert 1 <= text.count("cannot accept connections") <= 2
+        assert "Traceback" not in text
+    finally:
+        for sock in held:
+            sock.close()
+    try:
+        wait_until_healthy(server.url, DEFAULT_TOKEN, timeout=10)  # recovered once the crowd left
+        assert server.get("jobs/fd-probe/status")[0] == 200
+    finally:
+        assert server.stop() == 0
