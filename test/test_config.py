@@ -289,3 +289,44 @@ def test_app_yml_sample_documents_every_message_queue_key() -> None:
     keys |= {f"amqp_connect_ssl_{name}" for name in settings.SSL_KEYS}
     assert all(settings._is_known(k) for k in keys if k.startswith("amqp_"))
     assert sorted(keys - documented) == []
+
+
+def test_app_yml_sample_documents_every_checked_key() -> None:
+    """Every option pulsar.config validates (withheld_environment, allow_insecure_bind, ...)
+    has a commented example in app.yml.sample, so a new option cannot ship undocumented."""
+    from pulsar.config import DIRECTORY_KEYS, VALIDATORS
+
+    sample = (Path(__file__).parent.parent / "app.yml.sample").read_text()
+    documented = set(re.findall(r"^#([a-z_]+):", sample, re.MULTILINE))
+    assert sorted((set(VALIDATORS) | set(DIRECTORY_KEYS)) - documented) == []
+
+
+@pytest.mark.parametrize("value,expected", [("[a, b]", ["A", "B"]), ("'token secret'", ["TOKEN", "SECRET"]),
+                                            ("[]", [])])
+def test_withheld_environment_values(tmp_path: Path, value: str, expected: list[str]) -> None:
+    write(tmp_path / "app.yml", f"withheld_environment: {value}\n")
+    assert load_config(config_dir=tmp_path, environ={})["withheld_environment"] == expected
+
+
+def test_server_hosts_of_every_server_section(tmp_path: Path) -> None:
+    from pulsar.config import server_hosts
+
+    ini = tmp_path / "server.ini"
+    write(ini, "[server:main]\nuse = egg:Paste#http\nport = 1\n[server:public]\nhost = %(addr)s\n"
+               "[server:gunicorn]\nbind = 0.0.0.0:8000 unix:/tmp/x.sock [::1]:9\n[app:main]\nhost = 0.0.0.0\n")
+    assert server_hosts(ini, {"addr": "192.0.2.1"}) == {
+        "server:main": "127.0.0.1", "server:public": "192.0.2.1", "server:gunicorn": "127.0.0.1",
+        "server:gunicorn bind 0": "0.0.0.0", "server:gunicorn bind 2": "[::1]"}
+
+
+@pytest.mark.parametrize("host,token,allow,refused", [
+    ("0.0.0.0", None, False, True), ("192.0.2.1", None, False, True), ("0.0.0.0", "t", False, False),
+    ("0.0.0.0", None, True, False), ("127.0.0.1", None, False, False), ("localhost", None, False, False)])
+def test_check_bind(host: str, token: str | None, allow: bool, refused: bool) -> None:
+    from pulsar.config import InsecureBind, check_bind
+
+    if refused:
+        with pytest.raises(InsecureBind, match=host):
+            check_bind(host, token, allow, "say so")
+    else:
+        check_bind(host, token, allow, "say so")
