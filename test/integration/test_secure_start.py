@@ -175,3 +175,33 @@ def test_generated_token_is_never_logged(tmp_path: Path) -> None:
     text = log_path.read_text(errors="replace")
     assert token not in text
     assert str(token_file) in text
+
+
+def test_pulsar_main_opens_no_port_and_logs_no_secret(tmp_path: Path) -> None:
+    """`pulsar-main` (the message-queue deployment) has no web server, so nothing to bind:
+    it must open no listening socket at all, and its log holds neither the token nor a
+    secret of its environment -- only the names jobs will not inherit."""
+    import psutil
+
+    token = "main-token-kept-out-of-logs"
+    write_app_config(tmp_path, app_options(tmp_path, private_token=token))
+    log_path = tmp_path / "main.log"
+    env = subprocess_env({"DB_PASSWORD": "pw-kept-out-of-logs", "ALIAS_OF_TOKEN": token})
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pulsar.main", "-m", "webless", "-c", str(tmp_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while "without a web server" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.05)
+        me = psutil.Process(process.pid)
+        sockets = me.net_connections(kind="inet") if hasattr(me, "net_connections") else me.connections(kind="inet")
+        assert [s for s in sockets if s.status == psutil.CONN_LISTEN] == []
+    finally:
+        process.terminate()
+        process.wait(60)
+    text = log_path.read_text(errors="replace")
+    assert token not in text and "pw-kept-out-of-logs" not in text
+    withheld = [line for line in text.splitlines() if "do not inherit" in line]
+    assert len(withheld) == 1 and "DB_PASSWORD" in withheld[0] and "ALIAS_OF_TOKEN" in withheld[0]
