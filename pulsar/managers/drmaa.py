@@ -89,6 +89,9 @@ class DrmaaManager(ExternalManager):
     def __init__(self, name: str, options: Mapping[str, Any], session_factory: DrmaaSessionFactory | None = None):
         super().__init__(name, options)
         self.native_specification: str | None = options.get("native_specification")
+        if export_all_replaced(self.native_specification)[1]:
+            log.info("manager %s: -V in native_specification is replaced by the job environment "
+                     "(the server's without its secrets)", name)
         self._session_factory = session_factory or DrmaaSessionFactory()
         self._session: DrmaaSession | None = None
 
