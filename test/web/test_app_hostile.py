@@ -142,3 +142,48 @@ def test_server_runner_public_bind_allowed_by_its_section(tmp_path: Path, monkey
     app = PulsarWsgiApp(FakeApp(tmp_path), loopback_only=True)
     server_runner(app, {}, host="0.0.0.0", port="1", allow_insecure_bind="true")
     assert started == ["served"]
+
+
+def _non_loopback_address() -> str | None:
+    """An address of this host that is not loopback (the client side of the attack)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: picks the outgoing interface
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_token_less_server_on_all_interfaces_turns_away_network_clients(tmp_path: Path) -> None:
+    """Over real sockets: a token-less app behind a server bound to 0.0.0.0 by something
+    Pulsar does not control answers 403 to a client coming from the network address, and
+    serves the same request from loopback."""
+    import http.client
+    import threading
+
+    from pulsar.web.server import make_server
+
+    address = _non_loopback_address()
+    if address is None:
+        pytest.fail("this host has no non-loopback IPv4 address to attack from")
+    app = PulsarWsgiApp(FakeApp(tmp_path), loopback_only=True)
+    server = make_server(app, "0.0.0.0", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        answers = {}
+        for host in (address, "127.0.0.1"):
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            connection.request("GET", "/jobs/1/status")
+            response = connection.getresponse()
+            answers[host] = (response.status, response.read())
+            connection.close()
+    finally:
+        server.shutdown()
+        thread.join(timeout=30)
+    assert answers[address][0] == 403 and b"loopback" in answers[address][1]
+    assert answers["127.0.0.1"][0] == 200
