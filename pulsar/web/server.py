@@ -160,7 +160,11 @@ class Server:
                     elif key.fileobj is self._wake_r:
                         self._drain_wakeups()
                     else:
-                        self._readable(key.data)
+                        try:
+                            self._readable(key.data)
+                        except Exception:  # one connection's fault must not stop the acceptor
+                            log.exception("dropping connection from %s after an acceptor error", key.data.address)
+                            self._forget(key.data)
                 self._park_returned()
                 self._expire()
         except KeyboardInterrupt:
@@ -282,7 +286,18 @@ class Server:
         else:
             self._heads.pop(connection, None)
 
+    def _forget(self, connection: Connection) -> None:
+        self._idle.pop(connection, None)
+        self._heads.pop(connection, None)
+        try:
+            self._selector.unregister(connection.sock)
+        except (KeyError, ValueError):
+            pass
+        connection.close()
+
     def _readable(self, connection: Connection) -> None:
+        if connection not in self._heads and connection not in self._idle:
+            return  # closed earlier in this batch of events (evicted to make room)
         state = connection.advance()
         if state == READY:
             self._release(connection)
