@@ -190,6 +190,22 @@ def opened_dir(root: Path, parts: Sequence[str], *, create: bool = False, mode: 
         os.close(fd)
 
 
+@contextlib.contextmanager
+def opened_parent(job_directory: Path, path: Path) -> Iterator[tuple[int, str]]:
+    """(fd of the directory holding `path`, the file name of `path`) for a `path` inside
+    `job_directory`; the job directory's parent (the staging root) is trusted, everything
+    from the job directory down is opened without following links.  For code that is
+    handed paths (the launch spec of a manager) rather than a `JobDirectory`."""
+    try:
+        relative = path.relative_to(job_directory).parts
+    except ValueError:
+        raise InvalidArgument(f"{path} is not inside {job_directory}") from None
+    if not relative:
+        raise InvalidArgument(f"{path} names the job directory itself, not a file in it")
+    with opened_dir(job_directory.parent, [job_directory.name, *relative[:-1]]) as fd:
+        yield fd, relative[-1]
+
+
 def kind_of(dir_fd: int, name: str) -> int | None:
     """`stat.S_IFMT` of `name` in `dir_fd`, the link itself for a symlink; None if missing."""
     return _kind(dir_fd, name)

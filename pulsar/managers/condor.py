@@ -22,8 +22,11 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from pulsar.errors import PulsarError
+from pulsar.jobs import jobfs
 from pulsar.managers.base import LaunchError, LaunchSpec
 from pulsar.managers.external import ExternalManager, Observation, Phase, Tracked
+from pulsar.util.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +135,13 @@ class _LogFollower:
     last: Observation | None = None
 
     def observe(self) -> Observation | None:
+        # The log lives in the job directory, which the job owns: read it through
+        # `pulsar.jobs.jobfs`, so a symlink or FIFO there is no log rather than another file
+        # (or a thread stuck forever).
         try:
-            handle = open(self.path, "rb")
-        except FileNotFoundError:
+            with jobfs.opened_parent(self.path.parent, self.path) as (dir_fd, name):
+                handle = jobfs.open_file(dir_fd, name)
+        except PulsarError:
             return None
         with handle:
             handle.seek(self.offset)
@@ -165,7 +172,8 @@ class CondorManager(ExternalManager):
 
     def _submit_external(self, spec: LaunchSpec) -> str:
         submit_file = spec.job_directory / SUBMIT_FILE
-        submit_file.write_text(submit_description(spec, self._settings_for(spec)))
+        with jobfs.opened_parent(spec.job_directory, submit_file) as (dir_fd, name):  # never through a link
+            atomic_write_text(name, submit_description(spec, self._settings_for(spec)), fsync=False, dir_fd=dir_fd)
         # `getenv = true` copies condor_submit's own environment into the job: give it the
         # job environment (secrets withheld), not the server's.
         result = subprocess.run(["condor_submit", str(submit_file)], capture_output=True, text=True,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pulsar
+from pulsar.jobs import jobfs
 from pulsar.managers.base import LaunchError, LaunchSpec
 from pulsar.managers.drmaa import DrmaaManager
 from pulsar.managers.external import EXTERNAL_ID, Tracked
@@ -112,7 +113,8 @@ class ExternalDrmaaManager(DrmaaManager):
     def _submit_external(self, spec: LaunchSpec) -> str:
         user = self._user_of(spec)
         attributes_path = spec.job_directory / JOB_ATTRIBUTES_FILE
-        atomic_write_json(attributes_path, self.job_template_for(spec))
+        with jobfs.opened_parent(spec.job_directory, attributes_path) as (dir_fd, name):  # never through a link
+            atomic_write_json(name, self.job_template_for(spec), dir_fd=dir_fd)
         chowned = self._chown(spec.job_directory, user)
         if chowned.returncode != 0:
             raise LaunchError(f"could not hand job directory to {user}: {chowned.stderr.strip()}")

@@ -14,18 +14,34 @@ import select
 import signal
 import subprocess
 import time
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Mapping
 
 import psutil
 
+from pulsar.errors import PulsarError
+from pulsar.jobs import jobfs
 from pulsar.managers.base import LaunchSpec
 
 log = logging.getLogger(__name__)
 
+
+def _open_log(spec: LaunchSpec, path: Path) -> BinaryIO:
+    """`path` (in the job directory) open for appending, through `pulsar.jobs.jobfs`: a job run
+    again after a restart may have left a symlink or FIFO there, which must not make the
+    server append to another file or hang.  Refusals are `OSError`s (the job fails to start)."""
+    try:
+        with jobfs.opened_parent(spec.job_directory, path) as (dir_fd, name):
+            fd = jobfs.open_for_writing(dir_fd, name, append=True)
+    except PulsarError as exc:
+        raise OSError(f"{path.name}: {exc.detail}") from None
+    return os.fdopen(fd, "ab")
+
+
 def start_job_process(spec: LaunchSpec, environment: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start the job script with exactly `environment` (the server's, secrets withheld:
     see `pulsar.managers.environment`), never this process's own."""
-    with open(spec.stdout_path, "ab") as stdout, open(spec.stderr_path, "ab") as stderr:
+    with _open_log(spec, spec.stdout_path) as stdout, _open_log(spec, spec.stderr_path) as stderr:
         return subprocess.Popen(
             ["/bin/bash", str(spec.script)],
             cwd=str(spec.working_directory),
