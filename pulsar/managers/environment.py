@@ -8,7 +8,7 @@ so the environment is passed on -- except:
   (case-insensitive substring; default `DEFAULT_WITHHELD`): admins export secrets under
   names like `AWS_SECRET_ACCESS_KEY` or `DB_PASSWORD`;
 * every variable whose VALUE contains one of the server's own secrets (the
-  `private_token`), whatever the variable is called;
+  `private_token`, the password of `message_queue_url`), whatever the variable is called;
 * the `PULSAR_CONFIG_*` overrides (they may carry any option, the token included).
 
 The same filtered mapping goes to every back-end: local processes get it as their
@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import urllib.parse
 from typing import Any, Iterable, Mapping
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,9 @@ class JobEnvironment:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], source: Mapping[str, str] | None = None) -> "JobEnvironment":
-        """From the application options: `withheld_environment` and `private_token`."""
-        token = options.get("private_token")
-        return cls.capture(source, withheld_words(options.get(OPTION)), [str(token)] if token else [])
+        """From the application options: `withheld_environment`, and the server's own
+        secrets withheld by value (the `private_token`, the password of `message_queue_url`)."""
+        return cls.capture(source, withheld_words(options.get(OPTION)), server_secrets(options))
 
     def log_withheld(self, logger: logging.Logger = log) -> None:
         """One line naming the withheld variables (names only: values are secrets)."""
@@ -106,6 +107,25 @@ class JobEnvironment:
     def as_dict(self) -> dict[str, str]:
         """A fresh copy, for `subprocess` `env=` arguments."""
         return dict(self.variables)
+
+
+def server_secrets(options: Mapping[str, Any]) -> list[str]:
+    """Values no job may see whatever variable carries them: the token, and the broker
+    password (an admin may export the whole AMQP URL under a name like BROKER_URL)."""
+    secrets: list[str] = []
+    token = options.get("private_token")
+    if token:
+        secrets.append(str(token))
+    url = options.get("message_queue_url")
+    if url:
+        try:
+            password = urllib.parse.urlsplit(str(url)).password
+        except ValueError:
+            password = None
+        if password:
+            secrets.append(urllib.parse.unquote(password))
+            secrets.append(password)
+    return secrets
 
 
 def default_environment() -> JobEnvironment:

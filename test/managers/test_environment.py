@@ -62,6 +62,13 @@ def test_from_options_withholds_the_configured_token_by_value() -> None:
     assert environment.withheld == ("A",)
 
 
+def test_the_broker_password_is_withheld_by_value() -> None:
+    environment = JobEnvironment.from_options(
+        {"message_queue_url": "amqp://pulsar:br%40ker-pw@mq:5672//", "withheld_environment": []},
+        {"BROKER_URL": "amqp://pulsar:br%40ker-pw@mq:5672//", "PLAIN": "br@ker-pw", "OK": "1"})
+    assert environment.variables == {"OK": "1"}
+
+
 def test_withheld_names_are_logged_once_without_values(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     JobEnvironment.capture(SERVER_ENV, DEFAULT_WITHHELD, [DEFAULT_TOKEN]).log_withheld()
