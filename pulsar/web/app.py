@@ -5,7 +5,12 @@ Outcomes:
 * a `pulsar.errors.PulsarError` -> its status with `{"error": ..., "detail": ...}` and one
   log line on `pulsar.web`;
 * a truncated upload body -> 400;
+* an `OSError` ENAMETOOLONG from any layer -> 400 `name_too_long` (the client chose the name);
+* a token-less app built with `loopback_only` reached from elsewhere -> 403;
 * anything else -> 500 with a generic JSON body, logged with its traceback.
+
+Client text in log lines (path, method, client address, error details) is escaped with
+`pulsar.util.logsafe` and the token is masked wherever it appears.
 
 Every request gets one access-log line on `pulsar.web.access` (query values scrubbed), at
 INFO, except successful status polls and health checks, which are at DEBUG (they are most of
