@@ -349,17 +349,19 @@ def list_regular_files(dir_fd: int, separator: str = os.sep) -> list[str]:
 
 
 def _scan(dir_fd: int, prefix: str, separator: str, found: list[str]) -> None:
+    files = []
     subdirectories = []
     with os.scandir(dir_fd) as entries:
         for entry in entries:
             try:
                 if entry.is_file(follow_symlinks=False):
                     if not is_temp_name(entry.name):
-                        found.append(prefix + entry.name)
+                        files.append(entry.name)
                 elif entry.is_dir(follow_symlinks=False):
                     subdirectories.append(entry.name)
             except OSError:
                 continue
+    found.extend(prefix + name for name in sorted(files))
     for name in sorted(subdirectories):
         try:
             child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
