@@ -248,20 +248,23 @@ def serve(settings: Settings, daemon: Daemon | None = None) -> int:
     from pulsar.web.server import DEFAULT_THREADS, make_server
     from pulsar.web.wsgi import build_wsgi_app
 
+    allow_insecure = bool(settings.app_config.get("allow_insecure_bind", False))
     # The token itself is never logged: logs are read by more people than should run jobs.
     if settings.token_file is not None:
         log.info("private_token: kept in %s (mode 0600); give it to Galaxy from there", settings.token_file)
     elif settings.app_config.get("private_token"):
         log.info("private_token: from the configuration (%s)", settings.config_dir)
-    else:
-        log.warning("no private_token: every client that can reach %s:%d may run commands",
+    elif allow_insecure:
+        log.warning("no private_token and allow_insecure_bind: every client that can reach %s:%d may run commands",
                     settings.host, settings.port)
+    else:
+        log.warning("no private_token: only loopback clients are answered")
     stop = _install_stop_handlers()
     pulsar_app = PulsarApp(**settings.app_config)
     try:
         try:
             server = make_server(
-                build_wsgi_app(pulsar_app, loopback_only=not settings.app_config["allow_insecure_bind"]),
+                build_wsgi_app(pulsar_app, loopback_only=not allow_insecure),
                 host=settings.host,
                 port=settings.port,
                 ssl_pem=settings.ssl_pem,
