@@ -76,10 +76,6 @@ def relative_parts(name: str, nested: bool) -> list[str]:
     return parts
 
 
-def is_within(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
-
-
 class JobDirectory:
     """One job's directory, `<staging root>/<job id>`.
 
@@ -168,6 +164,9 @@ class JobDirectory:
     def _split(self, path_type: PathType, name: str) -> tuple[list[str], str]:
         """(directories below the job directory, file name) of a client's (type, name)."""
         parts = relative_parts(name, nested=path_type in protocol.NESTED_PATH_TYPES)
+        if jobfs.is_temp_name(parts[-1]):
+            # removed at start as crash leftovers, so they can be neither inputs nor outputs
+            raise InvalidArgument(f"name {name!r} has the form of the server's temp files (.NAME.PID.N.part/.tmp)")
         base = protocol.PATH_TYPE_DIRECTORIES[path_type]
         return ([base] if base else []) + parts[:-1], parts[-1]
 
@@ -204,12 +203,6 @@ class JobDirectory:
         fd, only when complete."""
         with self.writable(path_type, name) as (fd, leaf, path):
             return path, stream_to_file(body, leaf, length=length, fsync=fsync, dir_fd=fd)
-
-    def write_bytes(self, path_type: PathType, name: str, data: bytes, *, fsync: bool = True) -> Path:
-        """Atomically replace (type, name) with `data`."""
-        with self.writable(path_type, name) as (fd, leaf, path):
-            atomic_write_bytes(leaf, data, fsync=fsync, dir_fd=fd)
-            return path
 
     def touch(self, path_type: PathType, name: str) -> None:
         """Create (type, name) empty unless it exists (`touch_outputs`)."""

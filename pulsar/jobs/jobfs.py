@@ -44,6 +44,10 @@ NAME_MAX = 255
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
+#: How deep listings and the temp-file sweep go: a job's tree deeper than this is its own
+#: business (a walk holds one fd per level, and recursion is bounded).
+MAX_DEPTH = 64
+
 #: Names of our own temp files (`pulsar.util.fileio.create_temp_beside`):
 #: `.<name>.<pid>.<counter>.part|.tmp`.  Never listed, and removed at start (stale).
 TEMP_NAME = re.compile(r"\..*\.[0-9]+\.[0-9]+\.(?:part|tmp)", re.DOTALL)
@@ -342,13 +346,14 @@ def list_regular_files(dir_fd: int, separator: str = os.sep) -> list[str]:
 
     Symlinks, FIFOs, sockets and devices are skipped; a subdirectory is entered only through
     an `O_NOFOLLOW` open of its own, so one swapped for a symlink meanwhile is skipped too.
+    Nothing deeper than `MAX_DEPTH` levels is listed (one open fd per level).
     """
     found: list[str] = []
-    _scan(dir_fd, "", separator, found)
+    _scan(dir_fd, "", separator, found, MAX_DEPTH)
     return found
 
 
-def _scan(dir_fd: int, prefix: str, separator: str, found: list[str]) -> None:
+def _scan(dir_fd: int, prefix: str, separator: str, found: list[str], depth: int) -> None:
     files = []
     subdirectories = []
     with os.scandir(dir_fd) as entries:
@@ -362,13 +367,17 @@ def _scan(dir_fd: int, prefix: str, separator: str, found: list[str]) -> None:
             except OSError:
                 continue
     found.extend(prefix + name for name in sorted(files))
+    if depth <= 0:
+        if subdirectories:
+            log.warning("not listing below %s: deeper than %d levels", prefix or ".", MAX_DEPTH)
+        return
     for name in sorted(subdirectories):
         try:
             child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError:
             continue  # gone or swapped for a link since the scan
         try:
-            _scan(child, prefix + name + separator, separator, found)
+            _scan(child, prefix + name + separator, separator, found, depth - 1)
         finally:
             os.close(child)
 
@@ -376,10 +385,11 @@ def _scan(dir_fd: int, prefix: str, separator: str, found: list[str]) -> None:
 # -- crash leftovers --------------------------------------------------------------------
 
 
-def remove_temp_files(dir_fd: int, *, recursive: bool) -> int:
+def remove_temp_files(dir_fd: int, *, recursive: bool, depth: int | None = None) -> int:
     """Delete our own temp files (`is_temp_name`) in `dir_fd` (and below, if `recursive`);
     return how many.  Why: an upload cut by a crash or `kill -9` leaves its `.part` file,
     which nothing else would ever remove.  Links are never followed."""
+    depth = MAX_DEPTH if depth is None else depth
     removed = 0
     subdirectories = []
     with os.scandir(dir_fd) as entries:
@@ -392,14 +402,14 @@ def remove_temp_files(dir_fd: int, *, recursive: bool) -> int:
                     removed += 1
             except OSError:
                 continue
-    if recursive:
+    if recursive and depth > 0:
         for name in subdirectories:
             try:
                 child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
             except OSError:
                 continue
             try:
-                removed += remove_temp_files(child, recursive=True)
+                removed += remove_temp_files(child, recursive=True, depth=depth - 1)
             finally:
                 os.close(child)
     return removed

@@ -264,3 +264,22 @@ def test_stale_uploads_are_removed_when_the_service_starts(make_app, tmp_path, o
     assert not any(path.exists() for path in stale)
     assert (staging / "s" / "inputs" / "real.part").exists()
     assert (outside / ".u.1.2.part").exists()
+
+
+def test_deep_trees_are_listed_to_a_bound(job):
+    deep = job.working
+    for _ in range(jobfs.MAX_DEPTH + 20):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    (deep / "bottom").write_text("x")
+    (job.working / "d" / "top").write_text("x")
+    assert job.list_files("working", "/") == ["d/top"]
+    assert job.remove()
+
+
+def test_names_of_temp_files_are_refused(job):
+    for path_type in (PathType.INPUT, PathType.OUTPUT):
+        with pytest.raises(InvalidArgument, match="temp files"):
+            job.receive(path_type, "sub/.data.12.3.part", io.BytesIO(b"x"), 1)
+    with pytest.raises(InvalidArgument, match="temp files"):
+        job.open_output(PathType.OUTPUT, ".out.1.2.tmp")
