@@ -59,7 +59,9 @@ _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class Reject(Exception):
-    """A request the server answers itself and then closes the connection."""
+    """A request the server answers itself and then closes the connection.  `detail` goes
+    into a log line and the JSON answer as it is: client text in it must already have
+    passed `pulsar.util.logsafe`."""
 
     def __init__(self, status: int, error: str, detail: str):
         super().__init__(detail)
@@ -210,8 +212,8 @@ class Connection:
         try:
             environ, body, keep_alive, expect_continue = self._read_request()
         except Reject as reject:
-            log.warning("%s: rejected request: %d %s: %s", self._peer(), reject.status, reject.error,
-                        printable(reject.detail))
+            # Client text in a detail is escaped where the detail is made (see `Reject`).
+            log.warning("%s: rejected request: %d %s: %s", self._peer(), reject.status, reject.error, reject.detail)
             self._send_reject(reject)
             self.linger_close()
             return False
@@ -269,12 +271,12 @@ class Connection:
         raw = line[:-2] if line.endswith(b"\r\n") else line[:-1]
         parts = raw.decode("latin-1").split(" ")
         if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1] or _BAD_TARGET_CHAR.search(parts[1]):
-            raise Reject(400, "bad_request", f"malformed request line {target(raw, 100)!r}")
+            raise Reject(400, "bad_request", f"malformed request line: {target(raw, 100)}")
         method, request_target, version = parts
         if version != "HTTP/1.1" and version != "HTTP/1.0":
             if not _VERSION.fullmatch(version):
-                raise Reject(400, "bad_request", f"malformed HTTP version {printable(version, 20)!r}")
-            raise Reject(505, "http_version_not_supported", f"unsupported protocol {version!r}")
+                raise Reject(400, "bad_request", f"malformed HTTP version: {printable(version, 20)}")
+            raise Reject(505, "http_version_not_supported", f"unsupported protocol {version}")
         headers = self._read_headers()
         environ = self._environ(method, request_target, version, headers)
         keep_alive = _wants_keep_alive(version, headers.get("connection", ""))
@@ -284,15 +286,19 @@ class Connection:
         expect = headers.get("expect", "").strip().lower()
         expect_continue = expect == "100-continue" and version == "HTTP/1.1"
         if expect and not expect_continue:
-            raise Reject(417, "expectation_failed", f"unsupported expectation {printable(expect, 40)!r}")
+            raise Reject(417, "expectation_failed", f"unsupported expectation: {printable(expect, 40)}")
         send_continue = self._send_continue if expect_continue else None
         body: BodyInput
         if transfer_encoding is not None:
             if content_length is not None:
                 raise Reject(400, "bad_request", "both Transfer-Encoding and Content-Length given")
-            if transfer_encoding.strip().lower() != "chunked":
+            codings = [coding.strip().lower() for coding in transfer_encoding.split(",")]
+            if codings[-1] != "chunked":  # RFC 9112 6.3: the body length is unknowable
+                raise Reject(400, "bad_request", f"Transfer-Encoding {printable(transfer_encoding, 40)} "
+                             "does not end with chunked")
+            if len(codings) > 1:
                 raise Reject(501, "not_implemented",
-                             f"unsupported Transfer-Encoding {printable(transfer_encoding, 40)!r}")
+                             f"unsupported Transfer-Encoding {printable(transfer_encoding, 40)}")
             body = ChunkedInput(self.reader, send_continue)
             environ["wsgi.input_terminated"] = True
         else:
@@ -300,7 +306,7 @@ class Connection:
             if content_length is not None:
                 text = content_length.strip()
                 if not _DIGITS.fullmatch(text):
-                    raise Reject(400, "bad_request", f"invalid Content-Length {printable(text, 40)!r}")
+                    raise Reject(400, "bad_request", f"invalid Content-Length: {printable(text, 40)}")
                 length = int(text)
                 environ["CONTENT_LENGTH"] = text
             body = ContentLengthInput(self.reader, length, send_continue)

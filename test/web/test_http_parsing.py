@@ -156,3 +156,12 @@ def test_rejection_log_lines_are_escaped_and_redacted(server: Server, caplog: py
     assert len(rejected) == 2
     for message in rejected:
         assert "hunter2" not in message and "\x1b" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("coding, status", [(b"gzip", 400), (b"chunked, gzip", 400), (b"gzip, chunked", 501)])
+def test_transfer_codings_other_than_chunked(server: Server, coding: bytes, status: int) -> None:
+    # RFC 9112 6.3: without chunked last the body length is unknowable (400); a coding we
+    # do not implement before it is 501.
+    answer = exchange(server, b"POST /jobs/1/files?name=te&type=input HTTP/1.1\r\nHost: x\r\n"
+                              b"Transfer-Encoding: " + coding + b"\r\n\r\n0\r\n\r\n")
+    assert status_of(answer) == status
