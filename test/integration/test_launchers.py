@@ -1,6 +1,7 @@
 """Every way of starting and stopping the server, as real processes: `pulsar` in the
 foreground and as a daemon, `run.sh`, `paster serve`, `pulsar-main`, a `pulsar-config`
-directory, and HTTPS from `ssl_pem`."""
+directory, and HTTPS from `ssl_pem`; the same app under `paster serve` with our runner and
+with Paste's httpserver, and under `gunicorn --paste`, each sent a chunked upload."""
 
 from __future__ import annotations
 
@@ -317,3 +318,150 @@ def test_pulsar_main_daemon_and_stop_daemon(config_dir: Path) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped pid" in stopped.stdout
     assert not pid_file.exists()
+
+
+# --- the same app under `paster serve` (our runner and Paste's own server) and gunicorn,
+# --- each taking a chunked upload (issue 11 item 2)
+
+def paste_directory(tmp_path: Path) -> tuple[Path, int, str]:
+    """A pulsar-config directory with its staging directory inside it: (dir, port, token)."""
+    directory = tmp_path / "launched"
+    port = free_port()
+    made = run(script("pulsar-config"), "--directory", directory, "--port", port)
+    assert made.returncode == 0, made.stderr
+    app_yml = directory / "app.yml"
+    options = yaml.safe_load(app_yml.read_text())
+    options["staging_directory"] = str(directory / "staging")
+    options["persistence_directory"] = str(directory / "persisted")
+    app_yml.write_text(yaml.safe_dump(options))
+    return directory, port, options["private_token"]
+
+
+def launched(argv: list[str | Path], directory: Path, port: int, token: str) -> subprocess.Popen[bytes]:
+    log_path = directory / "launched.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT, cwd=directory,
+                                   env=subprocess_env(), stdin=subprocess.DEVNULL)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/", token, process=process, log_path=log_path)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+def setup_job(port: int, token: str, job_id: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", f"/jobs?job_id={job_id}&tool_id=cat&tool_version=1&private_token={token}", body=b"")
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        connection.close()
+
+
+def chunked_upload(port: int, token: str, job_id: str, name: str, pieces: list[bytes]) -> tuple[int, dict[str, object]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", f"/jobs/{job_id}/files?name={name}&type=input&private_token={token}",
+                           body=iter(pieces), headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def cut_chunked_upload(port: int, token: str, job_id: str, name: str) -> bytes:
+    """A chunked upload whose connection ends before the last chunk; the server's answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(f"POST /jobs/{job_id}/files?name={name}&type=input&private_token={token} HTTP/1.1\r\n"
+                     "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + b"400\r\n" + b"c" * 1024 + b"\r\n"
+                     + b"400\r\n" + b"c" * 100)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+    return b"".join(chunks)
+
+
+def files_named(root: Path, name: str) -> list[Path]:
+    """Every file under `root` whose name contains `name` (the upload itself or a temp file)."""
+    return [path for path in root.rglob("*") if name in path.name]
+
+
+PIECES = [b"first piece\n", bytes(range(256)) * 400, b"", b"last piece\n"]
+
+
+def assert_chunked_uploads(directory: Path, port: int, token: str) -> None:
+    setup_job(port, token, "chunky")
+    status, document = chunked_upload(port, token, "chunky", "whole.bin", PIECES)
+    assert status == 200, document
+    assert document["size"] == sum(len(piece) for piece in PIECES)
+    [stored] = files_named(directory / "staging" / "chunky", "whole.bin")
+    assert stored.read_bytes() == b"".join(PIECES)
+    cut_chunked_upload(port, token, "chunky", "cut.bin")
+    assert files_named(directory / "staging", "cut.bin") == []  # neither the file nor a temp file
+
+
+def test_paster_serve_with_our_server_runner_takes_a_chunked_upload(tmp_path: Path) -> None:
+    directory, port, token = paste_directory(tmp_path)
+    process = launched([script("paster"), "serve", "server.ini"], directory, port, token)
+    try:
+        assert_chunked_uploads(directory, port, token)
+        answer = cut_chunked_upload(port, token, "chunky", "cut2.bin")
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"incomplete_body" in answer
+    finally:
+        stop(process)
+
+
+def test_paste_httpserver_refuses_a_chunked_upload_with_a_clear_411(tmp_path: Path) -> None:
+    # Paste's own httpserver passes a chunked body on undecoded with a length of 0: the app
+    # answers 411 rather than store an empty file; a Content-Length upload works.
+    directory, port, token = paste_directory(tmp_path)
+    (directory / "paste-http.ini").write_text(
+        f"[server:main]\nuse = egg:Paste#http\nhost = 127.0.0.1\nport = {port}\n\n"
+        "[app:main]\npaste.app_factory = pulsar.web.wsgi:app_factory\napp_config = %(here)s/app.yml\n"
+    )
+    process = launched([script("paster"), "serve", "paste-http.ini"], directory, port, token)
+    try:
+        setup_job(port, token, "chunky")
+        status, document = chunked_upload(port, token, "chunky", "whole.bin", PIECES)
+        assert status == 411 and document["error"] == "length_required"
+        assert files_named(directory / "staging", "whole.bin") == []
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("POST", f"/jobs/chunky/files?name=sized.bin&type=input&private_token={token}",
+                           body=b"".join(PIECES))
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        connection.close()
+    finally:
+        stop(process)
+
+
+def test_gunicorn_serves_the_same_app_and_takes_a_chunked_upload(tmp_path: Path) -> None:
+    directory, port, token = paste_directory(tmp_path)
+    gunicorn = script("gunicorn")
+    process = launched([gunicorn, "--paste", "server.ini", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                        "--worker-class", "gthread", "--threads", "4"], directory, port, token)
+    try:
+        status, document = job_status(f"http://127.0.0.1:{port}/", token)
+        assert status == 200 and document["status"] == "lost"
+        assert job_status(f"http://127.0.0.1:{port}/", "wrong")[0] in (401, 403)
+        assert_chunked_uploads(directory, port, token)
+    finally:
+        stop(process)
