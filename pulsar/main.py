@@ -42,6 +42,7 @@ from typing import Any
 import pulsar
 from pulsar.config import (
     DEFAULT_INI_NAME,
+    SERVER_COUNTS,
     SERVER_TIMINGS,
     InsecureBind,
     check_bind,
@@ -74,8 +75,9 @@ class Settings:
     port: int
     ssl_pem: str | None
     threads: int | None  # None: the web server's default
-    #: keepalive_timeout etc. from server.ini (see `pulsar.config.SERVER_TIMINGS`)
-    server_timings: dict[str, float]
+    #: keepalive_timeout etc. and max_pending_heads from server.ini (see
+    #: `pulsar.config.SERVER_TIMINGS`, `SERVER_COUNTS`), passed to the web server as they are
+    server_timings: dict[str, float | int]
     token_file: Path | None  # set when the token was generated or read from the token file
 
 
@@ -197,7 +199,7 @@ def resolve_settings(args: argparse.Namespace, config_dir: Path) -> Settings:
         port=port,
         ssl_pem=server.get("ssl_pem"),
         threads=server.get("threads"),
-        server_timings={key: server[key] for key in SERVER_TIMINGS if key in server},
+        server_timings={key: server[key] for key in (*SERVER_TIMINGS, *SERVER_COUNTS) if key in server},
         token_file=token_file,
     )
 
