@@ -165,3 +165,13 @@ def test_transfer_codings_other_than_chunked(server: Server, coding: bytes, stat
     answer = exchange(server, b"POST /jobs/1/files?name=te&type=input HTTP/1.1\r\nHost: x\r\n"
                               b"Transfer-Encoding: " + coding + b"\r\n\r\n0\r\n\r\n")
     assert status_of(answer) == status
+
+
+@pytest.mark.parametrize("count, status", [(4, 200), (5, 431)])
+def test_header_section_is_capped_as_a_whole(server: Server, count: int, status: int) -> None:
+    # 60 KiB lines are each allowed; the acceptor buffers at most HEADER_SECTION_LIMIT
+    # (256 KiB) of them per connection.
+    headers = b"".join(b"X-H%d: %s\r\n" % (index, b"v" * 60 * 1024) for index in range(count))
+    for request in (b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n",
+                    (b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n").replace(b"\r\n", b"\n")):
+        assert status_of(exchange(server, request)) == status
