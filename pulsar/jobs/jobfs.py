@@ -337,8 +337,19 @@ def remove(dir_fd: int, name: str) -> bool:
 
 
 def list_names(dir_fd: int) -> list[str]:
-    """The sorted names in `dir_fd`, our temp files left out."""
-    return sorted(name for name in os.listdir(dir_fd) if not is_temp_name(name))
+    """The sorted names of the regular files and directories in `dir_fd` (symlinks, FIFOs,
+    sockets, devices and our temp files left out: a client would only fail to fetch them)."""
+    names = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            try:
+                if is_temp_name(entry.name):
+                    continue
+                if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False):
+                    names.append(entry.name)
+            except OSError:
+                continue
+    return sorted(names)
 
 
 def list_regular_files(dir_fd: int, separator: str = os.sep) -> list[str]:

@@ -83,6 +83,7 @@ def test_symlinked_outputs_streams_and_galaxy_json_are_not_followed(world):
     assert status["outputs_directory_contents"] == ["plain.dat"]
     assert status["working_directory_contents"] == []
     assert status["realized_dynamic_file_sources"] == []
+    assert "tool_stdout" not in status["job_directory_contents"]
     for name, type_ in (("out.dat", "output"), ("escape/secret.txt", "output"), ("galaxy.json", "output_workdir"),
                         ("sub/linked", "output_workdir"), ("tool_stdout", "output_jobdir")):
         response = api.request("GET", "jobs/links/files", name=name, type=type_)
