@@ -283,3 +283,35 @@ def test_names_of_temp_files_are_refused(job):
             job.receive(path_type, "sub/.data.12.3.part", io.BytesIO(b"x"), 1)
     with pytest.raises(InvalidArgument, match="temp files"):
         job.open_output(PathType.OUTPUT, ".out.1.2.tmp")
+
+
+def test_remote_staging_never_goes_through_planted_links(job, outside, tmp_path):
+    from pulsar.client import ClientOutputs
+    from pulsar.jobs.remote_staging import stage_in, stage_out
+    from pulsar.shared.action_mapper import FileActionMapper
+    from pulsar.shared.actions import message_action
+
+    os.symlink(outside / "secret", job.path / "configs" / "params.json")
+    os.symlink(outside, job.path / "inputs" / "dirlink")
+    setup = [{"name": "params.json", "type": "config", "action": message_action("staged").to_dict()}]
+    stage_in(job, {"setup": setup}, lambda: False)
+    assert (outside / "secret").read_bytes() == SECRET
+    assert (job.path / "configs" / "params.json").read_text() == "staged"
+    with pytest.raises(InvalidArgument):
+        stage_in(job, {"setup": [{"name": "dirlink/x", "type": "input", "action": message_action("x").to_dict()}]},
+                 lambda: False)
+    assert not (outside / "x").exists()
+    # an output that is a symlink is not listed, so not sent back; one named explicitly
+    # (from_work_dir) fails with the reason; a regular one is sent, from its open fd
+    os.symlink(outside / "secret", job.outputs / "dataset_5.dat")
+    os.symlink(outside / "secret", job.working / "linked.txt")
+    (job.outputs / "dataset_6.dat").write_text("mine")
+    back = tmp_path / "galaxy"
+    outputs = ClientOutputs(working_directory=str(tmp_path / "w"),
+                            output_files=[str(back / "dataset_5.dat"), str(back / "dataset_6.dat")],
+                            work_dir_outputs=[(str(tmp_path / "w" / "linked.txt"), str(back / "linked.txt"))])
+    mapper = FileActionMapper(default_action="remote_copy")
+    failures = stage_out(job, {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}, lambda: False)
+    assert len(failures) == 1 and "linked.txt" in failures[0] and "symbolic link" in failures[0], failures
+    assert not (back / "dataset_5.dat").exists() and not (back / "linked.txt").exists()
+    assert (back / "dataset_6.dat").read_text() == "mine"
