@@ -126,7 +126,8 @@ def test_fifos_never_hang_the_server(world):
     api.submit(
         "fifos",
         "mkfifo ../outputs/fifo.dat ../metadata/fifo ../tool_stdout ../tool_stderr galaxy.json "
-        "&& rm -f ../metadata/tool_stdout && mkfifo ../metadata/tool_stdout && echo fine > ../outputs/plain.dat",
+        "&& cd ../metadata && rm -f tool_stdout job_stdout job_stderr && mkfifo tool_stdout job_stdout job_stderr "
+        "&& echo fine > ../outputs/plain.dat",
         dynamic_file_sources=[{"path": "galaxy.json"}],
     )
     api.poll_until_terminal("fifos")
@@ -169,6 +170,7 @@ def test_fifos_never_hang_the_server(world):
     assert "fifo" not in status["metadata_directory_contents"]
     assert "tool_stdout" not in status["metadata_directory_contents"]
     assert status["stdout"] == "" and status["realized_dynamic_file_sources"] == []
+    assert status["job_stdout"] == "" and status["job_stderr"] == ""
     assert api.download("fifos", "plain.dat") == b"fine\n"
 
 
