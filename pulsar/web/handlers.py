@@ -36,7 +36,7 @@ def upload(request: Request) -> Response:
     service = request.service()
     args = request.args
     name = args.required("name")
-    path_type = args.required("type")
+    path_type = _required_type(request)
     if args.optional("cache_token"):
         raise InvalidArgument("cache_token uploads need the file cache, which this server does not provide")
     length = request.body_length()
@@ -45,11 +45,20 @@ def upload(request: Request) -> Response:
 
 
 def file_path(request: Request) -> Response:
-    """`GET /jobs/{job_id}/files/path`."""
+    """`GET /jobs/{job_id}/files/path`; `type` is required as for an upload."""
     service = request.service()
     args = request.args
-    path = service.file_path(args.required("job_id"), args.optional("type"), args.required("name"))
+    path = service.file_path(args.required("job_id"), _required_type(request), args.required("name"))
     return json_response({"path": str(path)})
+
+
+def _required_type(request: Request) -> str:
+    """The `type` of an upload or a path question (spec 3: required): missing or blank is a
+    400, never a guess at `input`."""
+    path_type = request.args.required("type")
+    if not path_type:
+        raise InvalidArgument("argument 'type' must not be empty")
+    return path_type
 
 
 def submit(request: Request) -> Response:

@@ -36,6 +36,13 @@ def test_upload_without_type_is_400_like_any_missing_argument(wsgi: PulsarWsgiAp
     no_traceback(caplog)
 
 
+@pytest.mark.parametrize("path,method", [("/jobs/1/files", "POST"), ("/jobs/1/files/path", "GET")])
+@pytest.mark.parametrize("query", ["name=a.txt", "name=a.txt&type="])
+def test_type_is_required_for_uploads_and_paths(wsgi: PulsarWsgiApp, path: str, method: str, query: str) -> None:
+    result = call(wsgi, method, path, query, b"data" if method == "POST" else b"")
+    assert result.status == 400 and "'type'" in result.json()["detail"]
+
+
 def test_name_too_long_for_the_file_system_is_400_wherever_it_is_noticed(
         wsgi: PulsarWsgiApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     fake: Any = wsgi.app
