@@ -24,7 +24,6 @@ import select
 import socket
 import ssl
 import sys
-import time
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
@@ -42,8 +41,7 @@ HEADER_BLOCK_LIMIT = 64 * 1024
 #: Longest header section (all header lines and the blank line after the request line): the
 #: acceptor buffers at most this much (plus the request line) per connection.
 HEADER_SECTION_LIMIT = 256 * 1024
-#: Unread request body the server will still drain to keep a connection alive.
-DRAIN_LIMIT = 4 * 1024 * 1024
+#: A lingering close (see `Connection.drain`) swallows input for at most this long and this much.
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 64 * 1024 * 1024
 
@@ -51,6 +49,9 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 #: What `Connection.advance` found: wait for more input, a head is ready, or the peer is gone.
 WAIT, READY, CLOSED = 0, 1, 2
+#: What a worker does with a connection after `serve`: close it, hand it back to the acceptor
+#: (idle, or the next head begun), or hand it back for a lingering close.
+DROP, KEEP, LINGER = 10, 11, 12
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
@@ -130,9 +131,10 @@ class Connection:
             self.sock.settimeout(self.io_timeout)
 
     def serve(self, stopping: Callable[[], bool], may_linger: Callable[[], bool] | None = None,
-              linger: float = 0.0) -> bool:
-        """Serve requests whose heads are buffered; True to hand the connection back to the
-        acceptor (idle, or part of the next head received), False to close it.
+              linger: float = 0.0) -> int:
+        """Serve requests whose heads are buffered; KEEP to hand the connection back to the
+        acceptor (idle, or part of the next head received), LINGER to hand it back for a
+        lingering close, DROP to close it.
 
         Called only when `advance` returned READY.  After a response, if `may_linger()`
         agrees (the server has spare workers), wait up to `linger` seconds for the client's
@@ -141,15 +143,16 @@ class Connection:
         acceptor per request.  A head that is not complete by then goes back to the
         acceptor, never read by blocking on this thread."""
         while True:
-            if not self.handle_one(stopping):
-                return False
+            verdict = self.handle_one(stopping)
+            if verdict != KEEP:
+                return verdict
             if stopping():
-                return False
+                return DROP
             state = self._next_head(may_linger, linger)
             if state != READY:
-                return state == WAIT
+                return KEEP if state == WAIT else DROP
             if stopping():
-                return False
+                return DROP
 
     def _next_head(self, may_linger: Callable[[], bool] | None, linger: float) -> int:
         if self.is_tls:
@@ -189,36 +192,53 @@ class Connection:
         except OSError:
             pass
 
-    def linger_close(self) -> None:
-        """Half-close, swallow what the client is still sending (bounded), then close."""
+    def start_lingering(self) -> bool:
+        """Half-close after a final answer (acceptor side); False if the peer is already gone.
+        The client still sending its request then reads the answer instead of a reset, while
+        `drain` swallows what it sends: in the acceptor, so a client that trickles costs no
+        worker."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + LINGER_SECONDS
-            drained = 0
-            self.sock.settimeout(1.0)
-            while drained < LINGER_BYTES and time.monotonic() < deadline:
-                data = self.reader.read_some(1024 * 1024)
-                if not data:
-                    break
-                drained += len(data)
+        except OSError:
+            return False
+        self.for_acceptor()
+        self._drained = 0
+        return True
+
+    def drain(self) -> bool:
+        """Discard input without waiting; True once the lingering close is over (EOF, an
+        error, or LINGER_BYTES swallowed)."""
+        try:
+            while self._drained < LINGER_BYTES:
+                self.reader.clear()
+                received = self.reader.fill_nowait()
+                if not received:
+                    return True
+                self._drained += received
+            return True
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
         except (OSError, ValueError):
-            pass
-        self.close()
+            return True
 
     # --- one request --------------------------------------------------------------------
 
-    def handle_one(self, stopping: Callable[[], bool]) -> bool:
-        """Read and answer one request; True if the connection may carry another."""
+    def handle_one(self, stopping: Callable[[], bool]) -> int:
+        """Read and answer one request: KEEP if the connection may carry another, LINGER if
+        request bytes may still be coming after a final answer, DROP to close at once.
+
+        An unread request body is skipped only when it is already buffered whole: waiting
+        for the rest on this thread would let a client that trickles it (no token needed:
+        the app answers 401 without reading) hold the worker."""
         try:
             environ, body, keep_alive, expect_continue = self._read_request()
         except Reject as reject:
             # Client text in a detail is escaped where the detail is made (see `Reject`).
             log.warning("%s: rejected request: %d %s: %s", self._peer(), reject.status, reject.error, reject.detail)
             self._send_reject(reject)
-            self.linger_close()
-            return False
+            return LINGER
         except (OSError, ValueError, _Closed):
-            return False
+            return DROP
         response = ResponseWriter(self.sock, self.is_tls, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
                                   keep_alive, stopping, self.io_timeout)
         result: Iterable[bytes] | None = None
@@ -227,11 +247,11 @@ class Connection:
             response.send_result(result)
         except OSError as exc:
             log.debug("connection to %s lost while responding: %s", self._peer(), printable(exc))
-            return False
+            return DROP
         except Exception:
             log.exception("WSGI application failed on %s %s", environ["REQUEST_METHOD"], target(environ["PATH_INFO"]))
             if response.headers_sent:
-                return False
+                return DROP
             response.send_fallback_error()
             response.keep_alive = False
         finally:
@@ -241,16 +261,14 @@ class Connection:
                     close()
                 except Exception:
                     log.exception("closing the response body failed")
-        if not response.keep_alive or response.incomplete:
-            if not body.finished and not body.broken:
-                self.linger_close()
-            return False
+        if body.broken:
+            return DROP
         if not body.finished:
             if expect_continue and not body.started:
-                return False
-            if not body.discard(DRAIN_LIMIT):
-                return False
-        return True
+                return DROP  # the client waits for a 100 Continue that will not come
+            if not body.skip_buffered():
+                return LINGER
+        return KEEP if response.keep_alive and not response.incomplete else DROP
 
     def _peer(self) -> str:
         return f"{self.address[0]}" if isinstance(self.address, tuple) else str(self.address)

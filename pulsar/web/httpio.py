@@ -180,11 +180,14 @@ class SocketReader:
             filled += received
         return filled
 
-    def read_some(self, size: int) -> bytes:
-        """At least one byte (b"" only at EOF), at most `size`; for discarding input."""
-        if not self.buffered() and not self._fill():
-            return b""
-        return self._take(min(size, self.buffered()))
+    def skip(self, count: int) -> None:
+        """Drop `count` buffered bytes (at most `buffered()`)."""
+        self._pos += min(count, self.buffered())
+
+    def clear(self) -> None:
+        """Drop everything buffered (a lingering close discarding input)."""
+        self._buf.clear()
+        self._pos = 0
 
 
 class BodyInput:
@@ -240,18 +243,10 @@ class BodyInput:
         while line := self.readline():
             yield line
 
-    def discard(self, limit: int) -> bool:
-        """Read and drop the rest of the body, up to `limit` bytes; True if it all went."""
-        dropped = 0
-        try:
-            while not self.finished and not self.broken and dropped <= limit:
-                block = self.read(min(1024 * 1024, limit + 1 - dropped) or 1)
-                if not block:
-                    break
-                dropped += len(block)
-        except (IncompleteBody, InvalidArgument):
-            return False
-        return self.finished and not self.broken
+    def skip_buffered(self) -> bool:
+        """Drop the rest of the body if it is already buffered whole (never receives); True
+        if the body is now finished."""
+        return self.finished
 
     def _incomplete(self, why: str) -> IncompleteBody:
         self.broken = True
@@ -303,6 +298,13 @@ class ContentLengthInput(BodyInput):
             raise self._short()
         self.finished = self.remaining == 0
         return count
+
+    def skip_buffered(self) -> bool:
+        if not self.broken and 0 < self.remaining <= self._reader.buffered():
+            self._reader.skip(self.remaining)
+            self.remaining = 0
+            self.finished = True
+        return self.finished
 
     def _short(self) -> IncompleteBody:
         received = self.length - self.remaining

@@ -16,6 +16,11 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
   is closed after `keepalive_timeout`.  Body reads and response writes are bounded by
   `request_timeout` without progress (kernel receive/send timeouts): an upload that goes
   silent fails with `IncompleteBody` and is not stored;
+* after a final answer to a request whose body was not read (a 401 to an upload, a
+  protocol rejection) the connection is half-closed and the rest of the request swallowed
+  by the acceptor for at most `connection.LINGER_SECONDS` (a "lingering close", so the
+  client reads the answer rather than a reset), never by a worker: draining on a worker
+  would let a client trickling a body it has no token for hold that worker;
 * at most `max_pending_heads` connections may be sending heads at once.  Over the cap the
   acceptor closes the one that has been at it longest: a normal client sends its head in
   one packet and is never the oldest, so slow-header floods evict each other while fresh
@@ -51,7 +56,7 @@ from typing import Any
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
 from pulsar.util.logsafe import printable
-from pulsar.web.connection import CLOSED, READY, Connection, WsgiApp
+from pulsar.web.connection import CLOSED, DROP, LINGER, LINGER_SECONDS, READY, Connection, WsgiApp
 from pulsar.web.httpio import set_blocking_timeout
 
 log = logging.getLogger("pulsar.web.server")
@@ -113,11 +118,13 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._to_park: collections.deque[Connection] = collections.deque()
+        self._to_park: collections.deque[tuple[Connection, int]] = collections.deque()
         # Connections the acceptor holds, each in order of its deadline (all deadlines of one
         # kind are "start + the same timeout"): idle kept-alive ones and those sending heads.
         self._idle: collections.OrderedDict[Connection, None] = collections.OrderedDict()
         self._heads: collections.OrderedDict[Connection, None] = collections.OrderedDict()
+        # Connections in a lingering close after a final answer (see `Connection.drain`).
+        self._lingering: collections.OrderedDict[Connection, None] = collections.OrderedDict()
         self._accept_paused_until = 0.0
         self._accept_failures = 0
         self._accept_logged_at = -ACCEPT_LOG_INTERVAL
@@ -255,22 +262,23 @@ class Server:
             self._selector.register(self.socket, selectors.EVENT_READ)
 
     def _free_a_descriptor(self) -> None:
-        """Close the longest-pending head, else the longest-idle kept-alive connection: the
-        connections whose loss costs nothing but a reconnect."""
-        if self._heads:
-            self._drop_oldest_head()
-        elif self._idle:
-            oldest = next(iter(self._idle))
-            self._release(oldest)
-            oldest.close()
+        """Close the oldest lingering close, else the longest-pending head, else the
+        longest-idle kept-alive connection: the connections whose loss costs nothing but a
+        reconnect."""
+        for group in (self._lingering, self._heads, self._idle):
+            if group:
+                self._close_oldest(group)
+                return
 
     def _drop_oldest_head(self) -> None:
         if self._heads:
-            oldest = next(iter(self._heads))
-            log.debug("%s: closing the longest-pending request head (cap %d reached)",
-                      oldest.address, self.max_pending_heads)
-            self._release(oldest)
-            oldest.close()
+            log.debug("closing the longest-pending request head (cap %d reached)", self.max_pending_heads)
+            self._close_oldest(self._heads)
+
+    def _close_oldest(self, group: collections.OrderedDict[Connection, None]) -> None:
+        oldest = next(iter(group))
+        self._release(oldest)
+        oldest.close()
 
     def _hold(self, connection: Connection, group: collections.OrderedDict[Connection, None],
               deadline: float) -> None:
@@ -283,12 +291,15 @@ class Server:
         self._selector.unregister(connection.sock)
         if connection in self._idle:
             del self._idle[connection]
+        elif connection in self._heads:
+            del self._heads[connection]
         else:
-            self._heads.pop(connection, None)
+            self._lingering.pop(connection, None)
 
     def _forget(self, connection: Connection) -> None:
         self._idle.pop(connection, None)
         self._heads.pop(connection, None)
+        self._lingering.pop(connection, None)
         try:
             self._selector.unregister(connection.sock)
         except (KeyError, ValueError):
@@ -296,6 +307,11 @@ class Server:
         connection.close()
 
     def _readable(self, connection: Connection) -> None:
+        if connection in self._lingering:
+            if connection.drain():
+                self._release(connection)
+                connection.close()
+            return
         if connection not in self._heads and connection not in self._idle:
             return  # closed earlier in this batch of events (evicted to make room)
         state = connection.advance()
@@ -317,8 +333,15 @@ class Server:
     def _park_returned(self) -> None:
         """Take back connections whose workers are done with them (see `Connection.serve`)."""
         while self._to_park:
-            connection = self._to_park.popleft()
-            if connection.head_started():
+            connection, verdict = self._to_park.popleft()
+            if verdict == LINGER:
+                if not connection.start_lingering():
+                    connection.close()
+                    continue
+                if len(self._lingering) >= self.max_pending_heads:
+                    self._close_oldest(self._lingering)
+                self._hold(connection, self._lingering, time.monotonic() + LINGER_SECONDS)
+            elif connection.head_started():
                 if len(self._heads) >= self.max_pending_heads:
                     self._drop_oldest_head()
                 self._hold(connection, self._heads, time.monotonic() + self.header_timeout)
@@ -328,7 +351,8 @@ class Server:
     def _expire(self) -> None:
         now = time.monotonic()
         for group, why in ((self._idle, "idle for keepalive_timeout"),
-                           (self._heads, "request head not complete within header_timeout")):
+                           (self._heads, "request head not complete within header_timeout"),
+                           (self._lingering, "lingering close over")):
             while group:
                 connection = next(iter(group))
                 if connection.deadline > now:
@@ -340,7 +364,7 @@ class Server:
 
     def _next_timeout(self) -> float | None:
         """Seconds until the next deadline (exact expiry), None when there is none."""
-        deadlines = [next(iter(group)).deadline for group in (self._idle, self._heads) if group]
+        deadlines = [next(iter(group)).deadline for group in (self._idle, self._heads, self._lingering) if group]
         if self._accept_paused_until:
             deadlines.append(self._accept_paused_until)
         if not deadlines:
@@ -372,9 +396,9 @@ class Server:
             with self._lock:
                 self._waiting -= 1
                 self._active.add(connection)
-            keep = False
+            verdict = DROP
             try:
-                keep = connection.serve(self._stopping.is_set, self._may_linger, self.keepalive_linger)
+                verdict = connection.serve(self._stopping.is_set, self._may_linger, self.keepalive_linger)
             except Exception:
                 log.exception("connection handler failed")
             finally:
@@ -382,8 +406,8 @@ class Server:
                     self._active.discard(connection)
                     self._waiting += 1
                     self._idle_workers.notify_all()
-            if keep and not self._stopping.is_set():
-                self._to_park.append(connection)
+            if verdict != DROP and not self._stopping.is_set():
+                self._to_park.append((connection, verdict))
                 self._wake()
             else:
                 connection.close()
@@ -401,11 +425,12 @@ class Server:
         except (KeyError, ValueError):
             pass  # never registered, or unregistered while accepting is paused
         self.socket.close()
-        for connection in [*self._idle, *self._heads]:
+        for connection in [*self._idle, *self._heads, *self._lingering]:
             self._selector.unregister(connection.sock)
             connection.close()
         self._idle.clear()
         self._heads.clear()
+        self._lingering.clear()
         deadline = time.monotonic() + self.shutdown_timeout
         with self._lock:
             while (self._active or not self._work.empty()) and time.monotonic() < deadline:
@@ -419,7 +444,7 @@ class Server:
         for worker in self._workers:
             worker.join(timeout=max(0.0, join_deadline - time.monotonic()))
         while self._to_park:
-            self._to_park.popleft().close()
+            self._to_park.popleft()[0].close()
         while not self._work.empty():
             leftover = self._work.get()
             if leftover is not None:

@@ -20,6 +20,7 @@ import pytest
 
 from pulsar.web.app import PulsarWsgiApp
 from pulsar.web.server import Server
+from test.support.polling import wait_for
 from test.support.server import DEFAULT_TOKEN, PulsarServer, free_port, wait_until_healthy, write_app_config
 from test.web.support import running_server
 
@@ -28,13 +29,16 @@ ATTACK_SECONDS = 5.0
 
 
 class Trickle:
-    """`count` connections, each sending the start of a request one byte per `interval`
-    seconds from one thread, until stopped.  Connections the server closes are counted."""
+    """`count` connections, each sending `opening` at once and then the start of a request
+    one byte per `interval` seconds from one thread, until stopped.  Connections the server
+    closes are counted."""
 
     REQUEST = b"GET /jobs/1/status HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"p" * 4096
 
-    def __init__(self, port: int, count: int, interval: float = 1.0):
+    def __init__(self, port: int, count: int, interval: float = 1.0, opening: bytes = b""):
         self.sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+        for sock in self.sockets:
+            sock.sendall(opening)
         self.interval = interval
         self.closed_by_server = 0
         self._stop = threading.Event()
@@ -260,3 +264,26 @@ def test_near_the_fd_limit_the_log_stays_small_and_the_server_recovers(tmp_path:
         assert server.get("jobs/fd-probe/status")[0] == 200
     finally:
         assert server.stop() == 0
+
+
+def test_unauthorized_slow_upload_holds_no_worker_while_its_body_trickles(secured: PulsarWsgiApp) -> None:
+    # The app answers 401 without reading the body; the server must not then spend a worker
+    # draining a body that arrives a byte at a time (no token needed for this attack).
+    upload = b"POST /jobs/1/files?name=x&type=input HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nfirst"
+    with running_server(secured, threads=1) as server:
+        with Trickle(server.port, 4, interval=0.5, opening=upload) as trickle:
+            durations = normal_client_for(ATTACK_SECONDS, lambda: healthz_status(server))
+            # the lingering close (5 s, in the acceptor) ends them; nothing held them longer
+            wait_for(lambda: trickle.closed_by_server == 4, timeout=15, what="the lingering closes to end")
+        assert len(durations) > 10
+
+
+def healthz_status(server: Server) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=ANSWER_WITHIN)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
