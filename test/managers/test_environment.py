@@ -18,10 +18,11 @@ import pytest
 
 from pulsar.config import load_config
 from pulsar.errors import ConfigurationError
-from pulsar.managers.drmaa import export_all_replaced, job_template
+from pulsar.managers.drmaa import DrmaaManager, export_all_replaced, job_template
 from pulsar.managers.environment import DEFAULT_WITHHELD, JobEnvironment, withheld_words
+from pulsar.managers.external_drmaa import ExternalDrmaaManager
 from pulsar.managers.local import UnqueuedManager
-from test.managers.harness import make_job
+from test.managers.harness import RecordingEvents, make_job
 from test.managers.test_http_end_to_end import Setup, _options
 from test.support.http import Api
 from test.support.server import DEFAULT_TOKEN, start_server
@@ -93,6 +94,100 @@ def test_drmaa_export_all_is_replaced_by_the_job_environment(job_root: Path) -> 
     spec = make_job(job_root, "jt", "true", UnqueuedManager("u", {}))
     template = job_template(spec, "-q all.q", {"PATH": "/bin"})
     assert template["jobEnvironment"] == {"PATH": "/bin"}
+
+
+# --- DRMAA in process and through the sudo helpers, with a recording session -------------
+
+FILTERED = JobEnvironment.capture({"PATH": "/usr/bin:/bin", "SITE": "kept", "X_SECRET": "leak-7",
+                                   "ALIAS": DEFAULT_TOKEN}, DEFAULT_WITHHELD, [DEFAULT_TOKEN])
+
+
+class RecordingSession:
+    def __init__(self) -> None:
+        self.templates: list[dict[str, Any]] = []
+
+    def run_job(self, **attrs: Any) -> str:
+        self.templates.append(attrs)
+        return str(100 + len(self.templates))
+
+    def job_status(self, external_id: str) -> str:
+        return "running"
+
+    def kill(self, external_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingFactory:
+    def __init__(self) -> None:
+        self.session = RecordingSession()
+
+    def get(self, **kwargs: Any) -> RecordingSession:
+        return self.session
+
+
+@pytest.mark.parametrize("manager_spec,client_spec", [("-q all.q -V", None), (None, "-V -l h_rt=60")])
+def test_drmaa_minus_v_becomes_the_filtered_job_environment(job_root: Path, manager_spec: str | None,
+                                                            client_spec: str | None) -> None:
+    factory = RecordingFactory()
+    options = {"type": "queued_drmaa", "poll_interval": 30}
+    if manager_spec:
+        options["native_specification"] = manager_spec
+    manager = DrmaaManager("d", options, session_factory=factory)  # type: ignore[arg-type]
+    manager.use_environment(FILTERED)
+    manager.bind(RecordingEvents())
+    manager.start()
+    try:
+        params = {"native_specification": client_spec} if client_spec else {}
+        manager.submit(make_job(job_root, "dv", "true", manager, params))
+    finally:
+        manager.shutdown()
+    (template,) = factory.session.templates
+    assert "-V" not in template["nativeSpecification"].split()
+    assert template["jobEnvironment"] == {"PATH": "/usr/bin:/bin", "SITE": "kept"}
+
+
+def test_drmaa_without_minus_v_passes_no_environment(job_root: Path) -> None:
+    factory = RecordingFactory()
+    manager = DrmaaManager("d", {"native_specification": "-q all.q", "poll_interval": 30},
+                           session_factory=factory)  # type: ignore[arg-type]
+    manager.use_environment(FILTERED)
+    manager.bind(RecordingEvents())
+    manager.start()
+    try:
+        manager.submit(make_job(job_root, "dn", "true", manager))
+    finally:
+        manager.shutdown()
+    assert "jobEnvironment" not in factory.session.templates[0]
+
+
+def test_external_drmaa_helpers_run_with_the_filtered_environment(job_root: Path, tmp_path: Path) -> None:
+    """`sudo -E` hands the caller's environment to the chown and launch helpers (and the
+    launch helper's DRMAA session may export it to the job): a stand-in sudo records it."""
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    fake_sudo = tmp_path / "fake-sudo"
+    fake_sudo.write_text(f"#!/bin/sh\nenv > {dumps}/$$.env\necho 4242\n")
+    fake_sudo.chmod(0o755)
+    manager = ExternalDrmaaManager("x", {"type": "queued_external_drmaa", "poll_interval": 30, "sudo": str(fake_sudo),
+                                         "drmaa_launch_script": "launch", "drmaa_kill_script": "kill",
+                                         "chown_working_directory_script": "chown"},
+                                   session_factory=RecordingFactory())  # type: ignore[arg-type]
+    manager.use_environment(FILTERED)
+    manager.bind(RecordingEvents())
+    manager.start()
+    try:
+        manager.submit(make_job(job_root, "xd", "true", manager, {"user": "nobody"}))
+    finally:
+        manager.shutdown()
+    seen = [path.read_text() for path in dumps.iterdir()]
+    assert len(seen) >= 2  # chown, then launch
+    for text in seen:
+        names = {line.partition("=")[0] for line in text.splitlines()}
+        assert "SITE" in names and "X_SECRET" not in names and "ALIAS" not in names
+        assert "leak-7" not in text and DEFAULT_TOKEN not in text
 
 
 # --- a real server, a job that prints its environment -----------------------------------
