@@ -169,6 +169,12 @@ def test_generated_token_is_never_logged(tmp_path: Path) -> None:
         raw_request(url, "POST", f"/jobs/x/files?name=a&type=input&private_token={token}",
                     headers={"Transfer-Encoding": "chunked"}, body=b"zz\r\n")
         raw_request(url, "GET", f"/nowhere/{token}?private_token={token}")
+        for line in (f"GET /jobs/x/status?private_token={token} HTTP/1.x\r\n\r\n",
+                     f"GET /jobs/x/status?private_token={token}\x00 HTTP/1.1\r\n\r\n",
+                     f"BREW /jobs?private_token={token} HTTP/9.9\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # malformed request lines
+                sock.sendall(line.encode("latin-1"))
+                sock.recv(65536)
     finally:
         process.terminate()
         process.wait(60)
