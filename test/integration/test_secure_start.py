@@ -8,6 +8,7 @@ network is trusted.  And whoever can read the log must not find the token there.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 import sys
@@ -211,3 +212,50 @@ def test_pulsar_main_opens_no_port_and_logs_no_secret(tmp_path: Path) -> None:
     assert token not in text and "pw-kept-out-of-logs" not in text
     withheld = [line for line in text.splitlines() if "do not inherit" in line]
     assert len(withheld) == 1 and "DB_PASSWORD" in withheld[0] and "ALIAS_OF_TOKEN" in withheld[0]
+
+
+def _direct_get(host: str, port: int, path: str) -> tuple[int, bytes]:
+    """A GET straight to host:port (never through an HTTP proxy from the environment)."""
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _non_loopback_address() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: picks the outgoing interface
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_gunicorn_on_all_interfaces_without_token_answers_loopback_only(tmp_path: Path) -> None:
+    """gunicorn takes its bind address from its own command line, which the app factory
+    cannot see; a token-less Pulsar under it answers 403 to a client on the network and
+    serves loopback clients."""
+    gunicorn = BIN / "gunicorn"
+    if not gunicorn.exists():
+        pytest.fail("gunicorn is not installed in the venv (dev-requirements.txt)")
+    address = _non_loopback_address()
+    if address is None:
+        pytest.fail("this host has no non-loopback IPv4 address to attack from")
+    port = free_port()
+    write_ini(tmp_path, "server_runner", "127.0.0.1", port)
+    write_app_config(tmp_path, app_options(tmp_path))
+    process = subprocess.Popen([str(gunicorn), "--paste", "server.ini", "--bind", f"0.0.0.0:{port}", "--workers", "1"],
+                               cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=subprocess_env(), stdin=subprocess.DEVNULL)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/", None, process=process)  # type: ignore[arg-type]
+        from_network = _direct_get(address, port, "/jobs/probe/status")
+        from_loopback = _direct_get("127.0.0.1", port, "/jobs/probe/status")
+    finally:
+        output = stop(process)
+    assert from_network[0] == 403 and b"loopback" in from_network[1], (from_network, output[-2000:])
+    assert from_loopback[0] == 200
