@@ -4,7 +4,9 @@ The attack: an admin starts Pulsar on a public address without a token (a copied
 a forgotten app.yml) with whichever launcher they know -- `pulsar`, `paster serve` with our
 server runner, or `paster serve` with Paste's own `egg:Paste#http`, which knows nothing of
 tokens.  Each must refuse before the port opens, unless `allow_insecure_bind` says the
-network is trusted.  And whoever can read the log must not find the token there."""
+network is trusted; under gunicorn, whose `--bind` Pulsar cannot see, a token-less app
+answers loopback clients only.  `pulsar-main` opens no port at all.  And whoever can read
+the log must not find the token there."""
 
 from __future__ import annotations
 
