@@ -50,8 +50,9 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: What `Connection.advance` found: wait for more input, a head is ready, or the peer is gone.
 WAIT, READY, CLOSED = 0, 1, 2
 #: What a worker does with a connection after `serve`: close it, hand it back to the acceptor
-#: (idle, or the next head begun), or hand it back for a lingering close.
-DROP, KEEP, LINGER = 10, 11, 12
+#: (idle, or the next head begun), hand it back for a lingering close, or hand it back until
+#: the client reads (a pipelined request is waiting but the answers already sent are not read).
+DROP, KEEP, LINGER, BLOCKED = 10, 11, 12, 13
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
@@ -86,8 +87,12 @@ class Connection:
         self.handshaken = not is_tls
         #: When the acceptor gives up on this connection (idle or head deadline).
         self.deadline = 0.0
+        #: Held by the acceptor until writable (see BLOCKED), not until readable.
+        self.blocked = False
+        self._pipelined = False
         self._line_limit = max_request_line + 2
         self._poller: select.poll | None = None
+        self._out_poller: select.poll | None = None
         self._base_environ = self._make_base_environ()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -153,21 +158,37 @@ class Connection:
                 return KEEP if state == WAIT else DROP
             if stopping():
                 return DROP
+            if self._pipelined and not self._writable():
+                return BLOCKED
 
     def _next_head(self, may_linger: Callable[[], bool] | None, linger: float) -> int:
         if self.is_tls:
             self.sock.setblocking(False)
+        self._pipelined = True  # sent before the client could have read the last answer
         if self.head_ready():
             state = READY
         elif self.is_tls or self.reader.buffered():
             state = self.advance()  # TLS may hold decrypted bytes the selector cannot see
         else:
             state = WAIT
+            self._pipelined = False
         if state == WAIT and may_linger is not None and linger > 0 and may_linger() and self._wait_readable(linger):
             state = self.advance()
         if state == READY:
             self.for_worker()
         return state
+
+    def _writable(self) -> bool:
+        """True if the socket can take more output now.  Checked only before answering a
+        pipelined request (one poll): a client that sends requests and never reads the
+        answers would otherwise hold this worker in a blocked send for request_timeout."""
+        if self._out_poller is None:
+            self._out_poller = select.poll()
+            self._out_poller.register(self.sock.fileno(), select.POLLOUT)
+        try:
+            return bool(self._out_poller.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def _wait_readable(self, timeout: float) -> bool:
         """True if the socket becomes readable (or hangs up) within `timeout` seconds."""

@@ -21,6 +21,9 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
   by the acceptor for at most `connection.LINGER_SECONDS` (a "lingering close", so the
   client reads the answer rather than a reset), never by a worker: draining on a worker
   would let a client trickling a body it has no token for hold that worker;
+* a pipelined request is served only while the socket can take output: a client that
+  sends requests and never reads the answers waits in the acceptor (for writability, under
+  the head deadline), not in a worker's blocked send;
 * at most `max_pending_heads` connections may be sending heads at once.  Over the cap the
   acceptor closes the one that has been at it longest: a normal client sends its head in
   one packet and is never the oldest, so slow-header floods evict each other while fresh
@@ -56,7 +59,7 @@ from typing import Any
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
 from pulsar.util.logsafe import printable
-from pulsar.web.connection import CLOSED, DROP, LINGER, LINGER_SECONDS, READY, Connection, WsgiApp
+from pulsar.web.connection import BLOCKED, CLOSED, DROP, LINGER, LINGER_SECONDS, READY, Connection, WsgiApp
 from pulsar.web.httpio import set_blocking_timeout
 
 log = logging.getLogger("pulsar.web.server")
@@ -281,11 +284,11 @@ class Server:
         oldest.close()
 
     def _hold(self, connection: Connection, group: collections.OrderedDict[Connection, None],
-              deadline: float) -> None:
+              deadline: float, events: int = selectors.EVENT_READ) -> None:
         """Watch `connection` in the acceptor's selector until `deadline`."""
         connection.deadline = deadline
         group[connection] = None
-        self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+        self._selector.register(connection.sock, events, connection)
 
     def _release(self, connection: Connection) -> None:
         self._selector.unregister(connection.sock)
@@ -314,6 +317,12 @@ class Server:
             return
         if connection not in self._heads and connection not in self._idle:
             return  # closed earlier in this batch of events (evicted to make room)
+        if connection.blocked:  # writable again: serve the request that was waiting
+            connection.blocked = False
+            self._release(connection)
+            connection.for_worker()
+            self._work.put(connection)
+            return
         state = connection.advance()
         if state == READY:
             self._release(connection)
@@ -334,7 +343,14 @@ class Server:
         """Take back connections whose workers are done with them (see `Connection.serve`)."""
         while self._to_park:
             connection, verdict = self._to_park.popleft()
-            if verdict == LINGER:
+            if verdict == BLOCKED:
+                # The client must read its answers within the head deadline; meanwhile it
+                # counts as a pending head (and may be evicted as one).
+                connection.blocked = True
+                if len(self._heads) >= self.max_pending_heads:
+                    self._drop_oldest_head()
+                self._hold(connection, self._heads, time.monotonic() + self.header_timeout, selectors.EVENT_WRITE)
+            elif verdict == LINGER:
                 if not connection.start_lingering():
                     connection.close()
                     continue

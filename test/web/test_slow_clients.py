@@ -287,3 +287,27 @@ def healthz_status(server: Server) -> int:
         return response.status
     finally:
         connection.close()
+
+
+def test_pipelining_client_that_never_reads_holds_no_worker(wsgi: PulsarWsgiApp) -> None:
+    # Thousands of pipelined requests and no reads: once the answers fill the socket
+    # buffers, a worker writing the next one would wait for the client for request_timeout.
+    with running_server(wsgi, threads=1) as server:
+        hogs = []
+        for _ in range(2):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.port))
+            sock.setblocking(False)
+            try:
+                for _ in range(200):  # as much as the server takes in
+                    sock.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+            except BlockingIOError:
+                pass
+            hogs.append(sock)
+        try:
+            durations = normal_client_for(3.0, lambda: healthz_status(server))
+            assert len(durations) > 5
+        finally:
+            for sock in hogs:
+                sock.close()
