@@ -343,3 +343,20 @@ class JobDirectory:
         except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
             pass
         return removed
+
+
+def remove_stale_temp_files(staging_root: Path) -> int:
+    """Sweep every job directory under `staging_root` for the temp files of uploads and
+    writes cut short by a crash (`JobDirectory.remove_stale_temp_files`); how many went."""
+    try:
+        names = os.listdir(staging_root)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        try:
+            directory = JobDirectory(staging_root, name)
+        except InvalidArgument:
+            continue  # not a job (the trash, a stray file)
+        removed += directory.remove_stale_temp_files()
+    return removed

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from pulsar import protocol
 from pulsar.errors import InvalidArgument, NotFound
 from pulsar.jobs import status as status_doc
-from pulsar.jobs.directory import JobDirectory, parse_path_type
+from pulsar.jobs.directory import JobDirectory, parse_path_type, remove_stale_temp_files
 from pulsar.jobs.events import Announcer, Listener
 from pulsar.jobs.ids import assign_job_id, validate_job_id
 from pulsar.jobs.script import launch_spec, prepare_run_directories, write_job_script
@@ -486,21 +486,10 @@ class JobService:
                 self.manager.recover(spec, record.backend, running=record.state is JobState.RUNNING)
 
     def remove_stale_temp_files(self) -> int:
-        """Delete what uploads cut short by a crash (or `kill -9`) left behind in the job
-        directories: only our own temp-file names, only where uploads write.  Called at start,
-        before anything is received, so no temp file in use can be taken."""
-        removed = 0
-        root = self.settings.staging_root
-        try:
-            names = os.listdir(root)
-        except OSError:
-            return 0
-        for name in names:
-            try:
-                directory = JobDirectory(root, name)
-            except InvalidArgument:
-                continue  # not a job (the trash, a stray file)
-            removed += directory.remove_stale_temp_files()
+        """Delete what uploads cut short by a crash (or `kill -9`) left in the job directories
+        (`pulsar.jobs.directory.remove_stale_temp_files`).  Called at start, before anything
+        is received, so no temp file in use can be taken."""
+        removed = remove_stale_temp_files(self.settings.staging_root)
         if removed:
             log.info("manager %s: removed %d temp file(s) left by interrupted uploads", self.name, removed)
         return removed
