@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import io
+import logging
 import os
 import stat
 from pathlib import Path
@@ -23,6 +24,8 @@ from pulsar.jobs import jobfs
 from pulsar.jobs.ids import validate_job_id
 from pulsar.protocol import PathType
 from pulsar.util.fileio import Readable, StreamResult, atomic_write_bytes, stream_to_file
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 4096
 
@@ -113,8 +116,9 @@ class JobDirectory:
             return False
 
     def create(self, mode: int | None = None) -> None:
-        """Create the directory and the standard sub-directories (idempotent); one that a
-        job replaced by a symlink or a file is refused (`InvalidArgument`), never followed."""
+        """Create the directory and the standard sub-directories (idempotent).  One that a
+        job replaced by a symlink, FIFO or file is replaced by a fresh directory (the link
+        goes, its target is never touched); if it is swapped again meanwhile, `InvalidArgument`."""
         with jobfs.opened_dir(self.staging_root, []) as root:
             job_fd = self._make_dir(root, self.job_id, mode)
             try:
@@ -125,6 +129,12 @@ class JobDirectory:
 
     @staticmethod
     def _make_dir(parent_fd: int, name: str, mode: int | None) -> int:
+        kind = jobfs.kind_of(parent_fd, name)
+        if kind is not None and kind != stat.S_IFDIR:
+            # A job replaced the directory by a symlink (or a FIFO, a file): setting up
+            # again starts it afresh.  Unlinking removes the link itself, never its target.
+            log.warning("%s in the staging directory was not a directory; replaced by a fresh one", name)
+            jobfs.unlink(parent_fd, name)
         try:
             os.mkdir(name, 0o777 if mode is None else mode, dir_fd=parent_fd)
             created = True

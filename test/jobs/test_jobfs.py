@@ -239,11 +239,20 @@ def test_a_symlinked_job_directory_is_removed_as_a_link(job, tmp_path, outside):
     assert (outside / "secret").read_bytes() == SECRET
 
 
-def test_setup_again_refuses_a_symlinked_standard_directory(job, outside):
+def test_setup_again_replaces_symlinked_directories_without_touching_their_targets(job, outside):
     (job.path / "configs").rmdir()
     os.symlink(outside, job.path / "configs")
-    with pytest.raises(InvalidArgument, match="configs"):
-        job.create()
+    os.mkfifo(job.path / "outputs.fifo")
+    (job.path / "outputs").rmdir()
+    os.rename(job.path / "outputs.fifo", job.path / "outputs")
+    job.create()
+    for name in ("configs", "outputs"):
+        assert not (job.path / name).is_symlink() and (job.path / name).is_dir()
+    assert os.listdir(outside) == ["secret"] and (outside / "secret").read_bytes() == SECRET
+    moved = JobDirectory(job.staging_root, "moved")
+    os.symlink(outside, moved.path)
+    moved.create()
+    assert moved.exists() and os.listdir(outside) == ["secret"]
 
 
 def test_stale_uploads_are_removed_when_the_service_starts(make_app, tmp_path, outside):
