@@ -90,6 +90,7 @@ class Connection:
         #: Held by the acceptor until writable (see BLOCKED), not until readable.
         self.blocked = False
         self._pipelined = False
+        self._drained = 0  # bytes swallowed by a lingering close
         self._line_limit = max_request_line + 2
         self._poller: select.poll | None = None
         self._out_poller: select.poll | None = None
