@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
 from pulsar.errors import InvalidArgument, NotFound, PulsarError
+from pulsar.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ def _scan(dir_fd: int, prefix: str, separator: str, found: list[str], depth: int
     found.extend(prefix + name for name in sorted(files))
     if depth <= 0:
         if subdirectories:
-            log.warning("not listing below %s: deeper than %d levels", prefix or ".", MAX_DEPTH)
+            log.warning("not listing below %s: deeper than %d levels", printable(prefix or "."), MAX_DEPTH)
         return
     for name in sorted(subdirectories):
         try:

@@ -32,6 +32,7 @@ from pulsar.shared.actions import ActionError, FileAction
 from pulsar.shared.collection import RemoteListing, plan_output_collection
 from pulsar.shared.multipart import MultipartFileBody
 from pulsar.util.fileio import BLOCK_SIZE, atomic_write_bytes, stream_to_file
+from pulsar.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,8 @@ def stage_in(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_
             raise ActionError(f"action {action.action_type!r} cannot be staged by the server")
         path_type, name = PathType(entry["type"]), str(entry["name"])
         job_directory.upload_target(path_type, name)  # a bad name fails here, before any transfer
-        log.debug("job %s: staging %s %s via %s", job_directory.job_id, entry["type"], entry["name"], action.action_type)
+        log.debug("job %s: staging %s %s via %s", job_directory.job_id, printable(entry["type"]), printable(entry["name"]),
+                  printable(action.action_type))
         executor.execute(functools.partial(write_to_path, action, job_directory, path_type, name))
 
 
@@ -301,13 +303,13 @@ def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is
                 executor.execute(functools.partial(write_from_path, action, source, Path(fetch.name).name))
         except TransferError as exc:
             if exc.http_status == 403:
-                log.info("job %s: %s refused with 403 (dataset deleted?); skipped", job_directory.job_id, fetch.name)
+                log.info("job %s: %s refused with 403 (dataset deleted?); skipped", job_directory.job_id, printable(fetch.name))
                 continue
             failures.append(f"{fetch.name}: {exc}")
         except Exception as exc:
             failures.append(f"{fetch.name}: {exc}")
     for failure in failures:
-        log.warning("job %s: output staging failed: %s", job_directory.job_id, failure)
+        log.warning("job %s: output staging failed: %s", job_directory.job_id, printable(failure))
     return failures
 
 

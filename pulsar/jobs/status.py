@@ -14,6 +14,7 @@ from pulsar.errors import InvalidArgument
 from pulsar.jobs.directory import JobDirectory, relative_parts
 from pulsar.jobs.submit import load_launch_config
 from pulsar.protocol import Status
+from pulsar.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def realized_dynamic_file_sources(
         data = job_directory.read_whole(parts, MAX_DYNAMIC_SOURCE_BYTES)
         if data is None:
             if job_directory.read_capped(parts, 1):
-                log.warning("dynamic file source %s of job %s is too large to inline", rel, job_directory.job_id)
+                log.warning("dynamic file source %s of job %s is too large to inline", printable(rel), job_directory.job_id)
             continue
         entry = dict(source)
         entry["contents"] = _decode(data)
