@@ -60,6 +60,7 @@ from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
 from pulsar.util.logsafe import printable
 from pulsar.web.connection import BLOCKED, CLOSED, DROP, LINGER, LINGER_SECONDS, READY, Connection, WsgiApp
+from pulsar.web.held import HeldConnections
 from pulsar.web.httpio import set_blocking_timeout
 
 log = logging.getLogger("pulsar.web.server")
@@ -122,12 +123,7 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._to_park: collections.deque[tuple[Connection, int]] = collections.deque()
-        # Connections the acceptor holds, each in order of its deadline (all deadlines of one
-        # kind are "start + the same timeout"): idle kept-alive ones and those sending heads.
-        self._idle: collections.OrderedDict[Connection, None] = collections.OrderedDict()
-        self._heads: collections.OrderedDict[Connection, None] = collections.OrderedDict()
-        # Connections in a lingering close after a final answer (see `Connection.drain`).
-        self._lingering: collections.OrderedDict[Connection, None] = collections.OrderedDict()
+        self._held = HeldConnections(self._selector)
         self._accept_paused_until = 0.0
         self._accept_failures = 0
         self._accept_logged_at = -ACCEPT_LOG_INTERVAL
@@ -174,7 +170,7 @@ class Server:
                             self._readable(key.data)
                         except Exception:  # one connection's fault must not stop the acceptor
                             log.exception("dropping connection from %s after an acceptor error", key.data.address)
-                            self._forget(key.data)
+                            self._held.forget(key.data)
                 self._park_returned()
                 self._expire()
         except KeyboardInterrupt:
@@ -239,9 +235,8 @@ class Server:
             connection = Connection(sock, address, self.app, server_name=self._server_name,
                                     server_port=self.port, max_request_line=self.max_request_line,
                                     is_tls=self._ssl_context is not None, io_timeout=self.request_timeout)
-            if len(self._heads) >= self.max_pending_heads:
-                self._drop_oldest_head()
-            self._hold(connection, self._heads, time.monotonic() + self.header_timeout)
+            self._held.make_room(self._held.heads, self.max_pending_heads)
+            self._held.hold(connection, self._held.heads, time.monotonic() + self.header_timeout)
 
     def _pause_accepting(self, exc: OSError) -> None:
         """Out of descriptors: the listener stays readable, so polling it would spin.  Stop
@@ -268,124 +263,74 @@ class Server:
         """Close the oldest lingering close, else the longest-pending head, else the
         longest-idle kept-alive connection: the connections whose loss costs nothing but a
         reconnect."""
-        for group in (self._lingering, self._heads, self._idle):
-            if group:
-                self._close_oldest(group)
-                return
-
-    def _drop_oldest_head(self) -> None:
-        if self._heads:
-            log.debug("closing the longest-pending request head (cap %d reached)", self.max_pending_heads)
-            self._close_oldest(self._heads)
-
-    def _close_oldest(self, group: collections.OrderedDict[Connection, None]) -> None:
-        oldest = next(iter(group))
-        self._release(oldest)
-        oldest.close()
-
-    def _hold(self, connection: Connection, group: collections.OrderedDict[Connection, None],
-              deadline: float, events: int = selectors.EVENT_READ) -> None:
-        """Watch `connection` in the acceptor's selector until `deadline`."""
-        connection.deadline = deadline
-        group[connection] = None
-        self._selector.register(connection.sock, events, connection)
-
-    def _release(self, connection: Connection) -> None:
-        self._selector.unregister(connection.sock)
-        if connection in self._idle:
-            del self._idle[connection]
-        elif connection in self._heads:
-            del self._heads[connection]
-        else:
-            self._lingering.pop(connection, None)
-
-    def _forget(self, connection: Connection) -> None:
-        self._idle.pop(connection, None)
-        self._heads.pop(connection, None)
-        self._lingering.pop(connection, None)
-        try:
-            self._selector.unregister(connection.sock)
-        except (KeyError, ValueError):
-            pass
-        connection.close()
+        held = self._held
+        held.close_oldest(held.lingering or held.heads or held.idle)
 
     def _readable(self, connection: Connection) -> None:
-        if connection in self._lingering:
+        held = self._held
+        if connection in held.lingering:
             if connection.drain():
-                self._release(connection)
-                connection.close()
+                held.close(connection)
             return
-        if connection not in self._heads and connection not in self._idle:
+        if not held.holds(connection):
             return  # closed earlier in this batch of events (evicted to make room)
         if connection.blocked:  # writable again: serve the request that was waiting
             connection.blocked = False
-            self._release(connection)
-            connection.for_worker()
-            self._work.put(connection)
+            self._dispatch(connection)
             return
         state = connection.advance()
         if state == READY:
-            self._release(connection)
-            connection.for_worker()
-            self._work.put(connection)
+            self._dispatch(connection)
         elif state == CLOSED:
-            self._release(connection)
-            connection.close()
-        elif connection in self._idle and connection.head_started():
+            held.close(connection)
+        elif connection in held.idle and connection.head_started():
             # The next request has begun: from now on it is a head under the head deadline.
-            del self._idle[connection]
-            connection.deadline = time.monotonic() + self.header_timeout
-            if len(self._heads) >= self.max_pending_heads:
-                self._drop_oldest_head()
-            self._heads[connection] = None
+            held.release(connection)
+            held.make_room(held.heads, self.max_pending_heads)
+            held.hold(connection, held.heads, time.monotonic() + self.header_timeout)
+
+    def _dispatch(self, connection: Connection) -> None:
+        self._held.release(connection)
+        connection.for_worker()
+        self._work.put(connection)
 
     def _park_returned(self) -> None:
         """Take back connections whose workers are done with them (see `Connection.serve`)."""
+        held = self._held
         while self._to_park:
             connection, verdict = self._to_park.popleft()
+            now = time.monotonic()
             if verdict == BLOCKED:
                 # The client must read its answers within the head deadline; meanwhile it
                 # counts as a pending head (and may be evicted as one).
                 connection.blocked = True
-                if len(self._heads) >= self.max_pending_heads:
-                    self._drop_oldest_head()
-                self._hold(connection, self._heads, time.monotonic() + self.header_timeout, selectors.EVENT_WRITE)
+                held.make_room(held.heads, self.max_pending_heads)
+                held.hold(connection, held.heads, now + self.header_timeout, selectors.EVENT_WRITE)
             elif verdict == LINGER:
                 if not connection.start_lingering():
                     connection.close()
                     continue
-                if len(self._lingering) >= self.max_pending_heads:
-                    self._close_oldest(self._lingering)
-                self._hold(connection, self._lingering, time.monotonic() + LINGER_SECONDS)
+                held.make_room(held.lingering, self.max_pending_heads)
+                held.hold(connection, held.lingering, now + LINGER_SECONDS)
             elif connection.head_started():
-                if len(self._heads) >= self.max_pending_heads:
-                    self._drop_oldest_head()
-                self._hold(connection, self._heads, time.monotonic() + self.header_timeout)
+                held.make_room(held.heads, self.max_pending_heads)
+                held.hold(connection, held.heads, now + self.header_timeout)
             else:
-                self._hold(connection, self._idle, time.monotonic() + self.keepalive_timeout)
+                held.hold(connection, held.idle, now + self.keepalive_timeout)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for group, why in ((self._idle, "idle for keepalive_timeout"),
-                           (self._heads, "request head not complete within header_timeout"),
-                           (self._lingering, "lingering close over")):
-            while group:
-                connection = next(iter(group))
-                if connection.deadline > now:
-                    break
-                log.debug("closing connection from %s: %s", connection.address, why)
-                self._release(connection)
-                connection.close()
+        self._held.expire(now)
         self._resume_accepting(now)
 
     def _next_timeout(self) -> float | None:
         """Seconds until the next deadline (exact expiry), None when there is none."""
-        deadlines = [next(iter(group)).deadline for group in (self._idle, self._heads, self._lingering) if group]
+        deadline = self._held.next_deadline()
         if self._accept_paused_until:
-            deadlines.append(self._accept_paused_until)
-        if not deadlines:
+            deadline = min(deadline or self._accept_paused_until, self._accept_paused_until)
+        if deadline is None:
             return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        return max(0.0, deadline - time.monotonic())
 
     def _wake(self) -> None:
         try:
@@ -441,12 +386,7 @@ class Server:
         except (KeyError, ValueError):
             pass  # never registered, or unregistered while accepting is paused
         self.socket.close()
-        for connection in [*self._idle, *self._heads, *self._lingering]:
-            self._selector.unregister(connection.sock)
-            connection.close()
-        self._idle.clear()
-        self._heads.clear()
-        self._lingering.clear()
+        self._held.close_all()
         deadline = time.monotonic() + self.shutdown_timeout
         with self._lock:
             while (self._active or not self._work.empty()) and time.monotonic() < deadline:
@@ -495,8 +435,8 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
 
     Keys: host, port, ssl_pem, threads, max_request_line (defaults to the app's own limit),
     keepalive_timeout, keepalive_linger (seconds; 0 disables), request_timeout, header_timeout,
-    shutdown_timeout, max_pending_heads.  Blocks until SIGTERM/SIGINT, then lets in-flight requests finish and
-    shuts the Pulsar application down."""
+    shutdown_timeout, max_pending_heads.  Blocks until SIGTERM/SIGINT, then lets in-flight
+    requests finish and shuts the Pulsar application down."""
     from pulsar.config import check_bind
     from pulsar.web.app import PulsarWsgiApp
 
