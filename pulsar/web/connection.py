@@ -74,11 +74,12 @@ class Reject(Exception):
 
 class Connection:
     def __init__(self, sock: socket.socket, address: Any, app: WsgiApp, *, server_name: str,
-                 server_port: int, max_request_line: int, is_tls: bool, io_timeout: float | None = None):
+                 server_port: int, max_request_line: int, is_tls: bool, io_timeout: float | None = None,
+                 scratch: memoryview | None = None):
         self.sock = sock
         self.address = address
         self.app = app
-        self.reader = SocketReader(sock)
+        self.reader = SocketReader(sock, scratch=scratch)
         self.server_name = server_name
         self.server_port = server_port
         self.max_request_line = max_request_line
@@ -98,20 +99,21 @@ class Connection:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def advance(self) -> int:
+    def advance(self, scratch: memoryview | None = None) -> int:
         """Make progress without ever waiting (acceptor side): finish the TLS handshake, then
         receive until a request head is complete.  READY: a worker can `serve` now; WAIT:
         call again when the socket is readable; CLOSED: the peer left or failed (close it).
 
         A TLS socket must be non-blocking here (see `for_acceptor`); a plain one stays
-        blocking and is read with MSG_DONTWAIT."""
+        blocking and is read with MSG_DONTWAIT.  `scratch`: the calling thread's receive
+        buffer (default: the reader's, i.e. the serving worker's)."""
         try:
             if not self.handshaken:
                 assert isinstance(self.sock, ssl.SSLSocket)
                 self.sock.do_handshake()
                 self.handshaken = True
             while not self.head_ready():
-                if self.reader.fill_nowait() == 0:
+                if self.reader.fill_nowait(scratch) == 0:
                     return CLOSED
             return READY
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -137,7 +139,7 @@ class Connection:
             self.sock.settimeout(self.io_timeout)
 
     def serve(self, stopping: Callable[[], bool], may_linger: Callable[[], bool] | None = None,
-              linger: float = 0.0) -> int:
+              linger: float = 0.0, scratch: memoryview | None = None) -> int:
         """Serve requests whose heads are buffered; KEEP to hand the connection back to the
         acceptor (idle, or part of the next head received), LINGER to hand it back for a
         lingering close, DROP to close it.
@@ -147,7 +149,10 @@ class Connection:
         next request on this thread instead of handing the connection back: a client that
         sends requests back to back then costs no park/unpark round trip through the
         acceptor per request.  A head that is not complete by then goes back to the
-        acceptor, never read by blocking on this thread."""
+        acceptor, never read by blocking on this thread.  `scratch`: this worker's receive
+        buffer, lent to the connection while it is served."""
+        if scratch is not None:
+            self.reader.scratch = scratch
         while True:
             verdict = self.handle_one(stopping)
             if verdict != KEEP:
@@ -227,13 +232,13 @@ class Connection:
         self._drained = 0
         return True
 
-    def drain(self) -> bool:
+    def drain(self, scratch: memoryview | None = None) -> bool:
         """Discard input without waiting; True once the lingering close is over (EOF, an
         error, or LINGER_BYTES swallowed)."""
         try:
             while self._drained < LINGER_BYTES:
                 self.reader.clear()
-                received = self.reader.fill_nowait()
+                received = self.reader.fill_nowait(scratch)
                 if not received:
                     return True
                 self._drained += received

@@ -49,34 +49,37 @@ class SocketReader:
     """Buffered reads from a socket: lines with a hard length limit, and large bodies read
     straight into their destination buffer."""
 
-    def __init__(self, sock: socket.socket, recv_size: int = RECV_SIZE):
+    def __init__(self, sock: socket.socket, recv_size: int = RECV_SIZE, scratch: memoryview | None = None):
         self._sock = sock
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._buf = bytearray()
         self._pos = 0
-        # recv() would allocate (and, at this size, mmap and unmap) a fresh buffer per call;
-        # receiving into one reused scratch buffer costs a small copy instead.
-        self._scratch = memoryview(bytearray(recv_size))
+        #: Where receives land before they are appended to the buffer.  recv() would
+        #: allocate (and, at this size, mmap and unmap) a fresh buffer per call; one reused
+        #: buffer costs a small copy instead.  The server lends each thread's own buffer to
+        #: the connection it is serving (see `Connection.serve`), so an idle or slow
+        #: connection holds only what it has buffered, not a quarter MiB of scratch.
+        self.scratch = scratch if scratch is not None else memoryview(bytearray(recv_size))
 
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
-    def _fill(self, flags: int = 0) -> int:
+    def _fill(self, flags: int = 0, scratch: memoryview | None = None) -> int:
         if self._pos and self._pos * 2 >= len(self._buf):
             del self._buf[: self._pos]
             self._pos = 0
-        received = self._sock.recv_into(self._scratch, 0, flags) if flags else self._sock.recv_into(self._scratch)
-        self._buf += self._scratch[:received]
+        into = self.scratch if scratch is None else scratch
+        received = self._sock.recv_into(into, 0, flags) if flags else self._sock.recv_into(into)
+        self._buf += into[:received]
         return received
 
-    def fill_nowait(self) -> int:
-        """One receive that never waits: the byte count, 0 at EOF.  Raises `BlockingIOError`
-        when nothing is waiting on a plain socket (MSG_DONTWAIT: no mode switch, the socket
-        stays blocking for the worker) and `ssl.SSLWantReadError`/`SSLWantWriteError` on a
-        TLS socket, which the caller must have made non-blocking (SSL sockets take no flags)."""
-        if self._tls:
-            return self._fill()
-        return self._fill(socket.MSG_DONTWAIT)
+    def fill_nowait(self, scratch: memoryview | None = None) -> int:
+        """One receive that never waits, through `scratch` (default: `self.scratch`): the
+        byte count, 0 at EOF.  Raises `BlockingIOError` when nothing is waiting on a plain
+        socket (MSG_DONTWAIT: no mode switch, the socket stays blocking for the worker) and
+        `ssl.SSLWantReadError`/`SSLWantWriteError` on a TLS socket, which the caller must
+        have made non-blocking (SSL sockets take no flags)."""
+        return self._fill(0 if self._tls else socket.MSG_DONTWAIT, scratch)
 
     def head_complete(self, line_limit: int, section_limit: int) -> bool:
         """True when a request head can be parsed from the buffer without receiving more:

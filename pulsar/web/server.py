@@ -61,7 +61,7 @@ from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
 from pulsar.util.logsafe import printable
 from pulsar.web.connection import BLOCKED, CLOSED, DROP, LINGER, LINGER_SECONDS, READY, Connection, WsgiApp
 from pulsar.web.held import HeldConnections
-from pulsar.web.httpio import set_blocking_timeout
+from pulsar.web.httpio import RECV_SIZE, set_blocking_timeout
 
 log = logging.getLogger("pulsar.web.server")
 
@@ -124,6 +124,7 @@ class Server:
         self._wake_w.setblocking(False)
         self._to_park: collections.deque[tuple[Connection, int]] = collections.deque()
         self._held = HeldConnections(self._selector)
+        self._scratch = memoryview(bytearray(RECV_SIZE))  # the acceptor thread's receive buffer
         self._accept_paused_until = 0.0
         self._accept_failures = 0
         self._accept_logged_at = -ACCEPT_LOG_INTERVAL
@@ -234,7 +235,8 @@ class Server:
                 continue
             connection = Connection(sock, address, self.app, server_name=self._server_name,
                                     server_port=self.port, max_request_line=self.max_request_line,
-                                    is_tls=self._ssl_context is not None, io_timeout=self.request_timeout)
+                                    is_tls=self._ssl_context is not None, io_timeout=self.request_timeout,
+                                    scratch=self._scratch)
             self._held.make_room(self._held.heads, self.max_pending_heads)
             self._held.hold(connection, self._held.heads, time.monotonic() + self.header_timeout)
 
@@ -269,7 +271,7 @@ class Server:
     def _readable(self, connection: Connection) -> None:
         held = self._held
         if connection in held.lingering:
-            if connection.drain():
+            if connection.drain(self._scratch):
                 held.close(connection)
             return
         if not held.holds(connection):
@@ -278,7 +280,7 @@ class Server:
             connection.blocked = False
             self._dispatch(connection)
             return
-        state = connection.advance()
+        state = connection.advance(self._scratch)
         if state == READY:
             self._dispatch(connection)
         elif state == CLOSED:
@@ -348,6 +350,7 @@ class Server:
     # --- workers ------------------------------------------------------------------------
 
     def _work_loop(self) -> None:
+        scratch = memoryview(bytearray(RECV_SIZE))  # lent to each connection this worker serves
         with self._lock:
             self._waiting += 1
         while True:
@@ -359,7 +362,7 @@ class Server:
                 self._active.add(connection)
             verdict = DROP
             try:
-                verdict = connection.serve(self._stopping.is_set, self._may_linger, self.keepalive_linger)
+                verdict = connection.serve(self._stopping.is_set, self._may_linger, self.keepalive_linger, scratch)
             except Exception:
                 log.exception("connection handler failed")
             finally:

@@ -311,3 +311,41 @@ def test_pipelining_client_that_never_reads_holds_no_worker(wsgi: PulsarWsgiApp)
         finally:
             for sock in hogs:
                 sock.close()
+
+
+def test_many_idle_connections_cost_little_memory(tmp_path: Path) -> None:
+    # An idle or slow connection holds only what it has buffered: the receive buffers
+    # (a quarter MiB each) belong to the threads, not to the connections.
+    import resource
+
+    import psutil
+
+    count = 600
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 200), hard))
+    config_dir = tmp_path / "many"
+    config_dir.mkdir()
+    write_app_config(config_dir, {"private_token": DEFAULT_TOKEN, "staging_directory": str(config_dir / "staging"),
+                                  "persistence_directory": str(config_dir / "persisted")})
+    server = FdLimitedServer(config_dir, free_port(), DEFAULT_TOKEN, nofile=count + 100)
+    server.start()
+    held: list[socket.socket] = []
+    try:
+        assert server.process is not None
+        process = psutil.Process(server.process.pid)
+        before = process.memory_info().rss
+        for index in range(count):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            # half send a whole request and stay kept-alive, half send part of a head
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" if index % 2 else b"GET /healthz HTTP/1.1\r\n")
+            held.append(sock)
+        for sock in held[1::2]:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        grown = process.memory_info().rss - before
+        assert grown < 48 * 1024 * 1024, f"{count} idle connections took {grown / 2**20:.0f} MiB"
+        assert server.get("healthz")[0] == 200
+    finally:
+        for sock in held:
+            sock.close()
+        assert server.stop() == 0
