@@ -318,8 +318,8 @@ def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
     """`[server:main]` of an INI file: `host` (str), `port` (int), `ssl_pem` (absolute path,
     relative ones taken from the INI's directory), `threads` (int), and the web server's
     seconds `keepalive_timeout`, `keepalive_linger`, `request_timeout`, `header_timeout`,
-    `shutdown_timeout` (float) and `max_pending_heads` (int): the same keys `paster serve`
-    passes to `pulsar.web.server:server_runner`.
+    `shutdown_timeout` (float) and `max_pending_heads`, `min_body_rate` (int): the same keys
+    `paster serve` passes to `pulsar.web.server:server_runner`.
     Only keys present in the file are returned; callers apply their defaults."""
     ini = Path(ini_path).resolve()
     raw = _read_ini_section(ini, SERVER_SECTION)
@@ -382,7 +382,7 @@ def server_hosts(ini_path: str | os.PathLike[str], defaults: Mapping[str, Any] |
 #: `[server:main]` keys in seconds, passed to `pulsar.web.server.make_server` as they are.
 SERVER_TIMINGS = ("keepalive_timeout", "keepalive_linger", "request_timeout", "header_timeout", "shutdown_timeout")
 #: `[server:main]` keys that are counts, passed to `pulsar.web.server.make_server` as they are.
-SERVER_COUNTS = ("max_pending_heads",)
+SERVER_COUNTS = ("max_pending_heads", "min_body_rate")
 
 
 def _seconds(value: str) -> float:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
 from pulsar.util.logsafe import printable, target
-from pulsar.web.httpio import BodyInput, ChunkedInput, ContentLengthInput, SocketReader
+from pulsar.web.httpio import BodyInput, ChunkedInput, ContentLengthInput, Pace, SocketReader
 from pulsar.web.responses import status_line
 from pulsar.web.writer import FileWrapper, ResponseWriter, response_head
 
@@ -75,7 +75,7 @@ class Reject(Exception):
 class Connection:
     def __init__(self, sock: socket.socket, address: Any, app: WsgiApp, *, server_name: str,
                  server_port: int, max_request_line: int, is_tls: bool, io_timeout: float | None = None,
-                 scratch: memoryview | None = None):
+                 scratch: memoryview | None = None, min_body_rate: int = 0, body_grace: float = 0.0):
         self.sock = sock
         self.address = address
         self.app = app
@@ -85,6 +85,8 @@ class Connection:
         self.max_request_line = max_request_line
         self.is_tls = is_tls
         self.io_timeout = io_timeout
+        self.min_body_rate = min_body_rate  # bytes/s once body_grace has passed; 0: no minimum
+        self.body_grace = body_grace
         self.handshaken = not is_tls
         #: When the acceptor gives up on this connection (idle or head deadline).
         self.deadline = 0.0
@@ -282,6 +284,7 @@ class Connection:
             response.send_fallback_error()
             response.keep_alive = False
         finally:
+            self.reader.pace = None
             close = getattr(result, "close", None)
             if close is not None:
                 try:
@@ -344,7 +347,7 @@ class Connection:
             if len(codings) > 1:
                 raise Reject(501, "not_implemented",
                              f"unsupported Transfer-Encoding {printable(transfer_encoding, 40)}")
-            body = ChunkedInput(self.reader, send_continue)
+            body = ChunkedInput(self.reader, send_continue, self._pace())
             environ["wsgi.input_terminated"] = True
         else:
             length = 0
@@ -354,9 +357,12 @@ class Connection:
                     raise Reject(400, "bad_request", f"invalid Content-Length: {printable(text, 40)}")
                 length = int(text)
                 environ["CONTENT_LENGTH"] = text
-            body = ContentLengthInput(self.reader, length, send_continue)
+            body = ContentLengthInput(self.reader, length, send_continue, self._pace() if length else None)
         environ["wsgi.input"] = body
         return environ, body, keep_alive, expect_continue
+
+    def _pace(self) -> Pace | None:
+        return Pace(self.min_body_rate, self.body_grace) if self.min_body_rate else None
 
     def _read_headers(self) -> dict[str, str]:
         """The header fields after the request line.  Everything read here is already

@@ -19,6 +19,7 @@ import re
 import socket
 import ssl
 import struct
+import time
 from typing import Callable, Iterator, NoReturn
 
 from pulsar.errors import IncompleteBody, InvalidArgument
@@ -45,6 +46,37 @@ def set_blocking_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
+class TooSlow(TimeoutError):
+    """A request body fell below its minimum rate (see `Pace`)."""
+
+
+class Pace:
+    """A minimum average rate for a request body, so that a client trickling an upload
+    cannot keep a worker for much longer than `grace` seconds: checked after every receive
+    (a clock read, no system call), it raises `TooSlow` once more than `grace`
+    seconds have passed since `begin` and fewer than `min_rate` bytes per second arrived on
+    average.  A body that went fast at first has credit for a later stall."""
+
+    __slots__ = ("min_rate", "grace", "started", "received")
+
+    def __init__(self, min_rate: int, grace: float):
+        self.min_rate = min_rate
+        self.grace = grace
+        self.started = time.monotonic()
+        self.received = 0
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+        self.received = 0
+
+    def check(self, count: int) -> None:
+        self.received += count
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.grace and self.received < self.min_rate * elapsed:
+            raise TooSlow(f"request body slower than {self.min_rate} bytes/s "
+                               f"({self.received} bytes in {elapsed:.0f} s)")
+
+
 class SocketReader:
     """Buffered reads from a socket: lines with a hard length limit, and large bodies read
     straight into their destination buffer."""
@@ -60,6 +92,8 @@ class SocketReader:
         #: the connection it is serving (see `Connection.serve`), so an idle or slow
         #: connection holds only what it has buffered, not a quarter MiB of scratch.
         self.scratch = scratch if scratch is not None else memoryview(bytearray(recv_size))
+        #: The minimum rate of the body being read, if any (see `BodyInput`).
+        self.pace: Pace | None = None
 
     def buffered(self) -> int:
         return len(self._buf) - self._pos
@@ -71,6 +105,8 @@ class SocketReader:
         into = self.scratch if scratch is None else scratch
         received = self._sock.recv_into(into, 0, flags) if flags else self._sock.recv_into(into)
         self._buf += into[:received]
+        if self.pace is not None:
+            self.pace.check(received)
         return received
 
     def fill_nowait(self, scratch: memoryview | None = None) -> int:
@@ -162,6 +198,8 @@ class SocketReader:
             if received == 0:
                 break
             filled += received
+            if self.pace is not None:
+                self.pace.check(received)
         view.release()
         if filled < size:
             del out[filled:]
@@ -181,6 +219,8 @@ class SocketReader:
             if received == 0:
                 break
             filled += received
+            if self.pace is not None:
+                self.pace.check(received)
         return filled
 
     def skip(self, count: int) -> None:
@@ -196,9 +236,11 @@ class SocketReader:
 class BodyInput:
     """Base of the `wsgi.input` streams: read/readline/readlines/iteration (PEP 3333)."""
 
-    def __init__(self, reader: SocketReader, before_first_read: Callable[[], None] | None = None):
+    def __init__(self, reader: SocketReader, before_first_read: Callable[[], None] | None = None,
+                 pace: Pace | None = None):
         self._reader = reader
         self._before_first_read = before_first_read
+        self._pace = pace
         self.broken = False
         self.finished = False
 
@@ -211,6 +253,9 @@ class BodyInput:
         if self._before_first_read is not None:
             callback, self._before_first_read = self._before_first_read, None
             callback()
+        if self._pace is not None:  # the clock starts when the application starts reading
+            self._pace.begin()
+            self._reader.pace, self._pace = self._pace, None
 
     def read(self, size: int = -1) -> bytes:
         raise NotImplementedError
@@ -261,8 +306,8 @@ class ContentLengthInput(BodyInput):
     silent for the receive timeout) before then raises `IncompleteBody`."""
 
     def __init__(self, reader: SocketReader, length: int,
-                 before_first_read: Callable[[], None] | None = None):
-        super().__init__(reader, before_first_read)
+                 before_first_read: Callable[[], None] | None = None, pace: Pace | None = None):
+        super().__init__(reader, before_first_read, pace)
         self.length = length
         self.remaining = length
         self.finished = length == 0
@@ -277,8 +322,8 @@ class ContentLengthInput(BodyInput):
             size = self.remaining
         try:
             data = self._reader.read(size)
-        except OSError:
-            data = b""
+        except OSError as exc:
+            raise self._short(exc) from None
         self.remaining -= len(data)
         if len(data) < size:
             raise self._short()
@@ -294,8 +339,8 @@ class ContentLengthInput(BodyInput):
         view = memoryview(buffer)[: min(len(buffer), self.remaining)]
         try:
             count = self._reader.readinto(view)
-        except OSError:
-            count = 0
+        except OSError as exc:
+            raise self._short(exc) from None
         self.remaining -= count
         if count < len(view):
             raise self._short()
@@ -309,18 +354,18 @@ class ContentLengthInput(BodyInput):
             self.finished = True
         return self.finished
 
-    def _short(self) -> IncompleteBody:
+    def _short(self, cause: OSError | None = None) -> IncompleteBody:
         received = self.length - self.remaining
-        return self._incomplete(f"{received} of {self.length} bytes received before the connection "
-                                "closed or timed out")
+        return self._incomplete(f"at most {received} of {self.length} bytes received: {_why(cause)}")
 
 
 class ChunkedInput(BodyInput):
     """A `Transfer-Encoding: chunked` body, de-chunked; EOF only after the last (zero-size)
     chunk.  A connection that ends or times out before it raises `IncompleteBody`."""
 
-    def __init__(self, reader: SocketReader, before_first_read: Callable[[], None] | None = None):
-        super().__init__(reader, before_first_read)
+    def __init__(self, reader: SocketReader, before_first_read: Callable[[], None] | None = None,
+                 pace: Pace | None = None):
+        super().__init__(reader, before_first_read, pace)
         self._chunk_left = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -345,8 +390,9 @@ class ChunkedInput(BodyInput):
                 self._chunk_left -= len(data)
                 if self._chunk_left == 0:
                     self._expect_crlf()
-        except (OSError, EOFError):
-            raise self._incomplete("the chunked body was cut off before its last chunk") from None
+        except (OSError, EOFError) as exc:
+            raise self._incomplete("the chunked body was cut off before its last chunk: "
+                                   + _why(exc if isinstance(exc, OSError) else None)) from None
         return b"".join(parts)
 
     def _next_chunk(self) -> bool:
@@ -388,3 +434,14 @@ class ChunkedInput(BodyInput):
     def _malformed(self, why: str) -> NoReturn:
         self.broken = True
         raise InvalidArgument(f"malformed chunked request body: {why}")
+
+
+def _why(cause: OSError | None) -> str:
+    """Why a body ended early, for the client's 400 and the log line."""
+    if cause is None:
+        return "the connection closed"
+    if isinstance(cause, TooSlow):
+        return str(cause)
+    if isinstance(cause, (BlockingIOError, TimeoutError)):  # SO_RCVTIMEO or settimeout
+        return "nothing received for request_timeout"
+    return f"the connection failed ({cause.strerror or cause})"

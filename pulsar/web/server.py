@@ -14,8 +14,10 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
   connection must deliver its whole head (TLS handshake included) within `header_timeout`,
   as must a kept-alive one once the next request has begun; an idle kept-alive connection
   is closed after `keepalive_timeout`.  Body reads and response writes are bounded by
-  `request_timeout` without progress (kernel receive/send timeouts): an upload that goes
-  silent fails with `IncompleteBody` and is not stored;
+  `request_timeout` without progress (kernel receive/send timeouts), and a body must
+  average `min_body_rate` bytes/s once it has been read for `header_timeout` (a clock
+  check per receive): an upload that goes silent or trickles fails with `IncompleteBody`
+  and is not stored, and frees its worker;
 * after a final answer to a request whose body was not read (a 401 to an upload, a
   protocol rejection) the connection is half-closed and the rest of the request swallowed
   by the acceptor for at most `connection.LINGER_SECONDS` (a "lingering close", so the
@@ -71,6 +73,8 @@ DEFAULT_KEEPALIVE_TIMEOUT = 60.0
 DEFAULT_REQUEST_TIMEOUT = 300.0
 #: Whole time a client gets for the request line and headers (and the TLS handshake).
 DEFAULT_HEADER_TIMEOUT = 30.0
+#: Bytes per second a request body must average once it has been read for header_timeout.
+DEFAULT_MIN_BODY_RATE = 1024
 #: Connections that may be sending request heads at once; see the module docstring.
 DEFAULT_MAX_PENDING_HEADS = 256
 #: After EMFILE/ENFILE on accept: seconds without polling the listener, and at most one
@@ -96,7 +100,8 @@ class Server:
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
                  keepalive_linger: float = DEFAULT_KEEPALIVE_LINGER, backlog: int = 128,
                  header_timeout: float = DEFAULT_HEADER_TIMEOUT,
-                 max_pending_heads: int = DEFAULT_MAX_PENDING_HEADS):
+                 max_pending_heads: int = DEFAULT_MAX_PENDING_HEADS,
+                 min_body_rate: int = DEFAULT_MIN_BODY_RATE):
         if threads < 1:
             raise ValueError("threads must be at least 1")
         if max_pending_heads < 1:
@@ -110,6 +115,7 @@ class Server:
         self.keepalive_linger = keepalive_linger
         self.header_timeout = header_timeout
         self.max_pending_heads = max_pending_heads
+        self.min_body_rate = min_body_rate
         self._ssl_context = _server_ssl_context(ssl_pem) if ssl_pem else None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=backlog)
@@ -236,7 +242,8 @@ class Server:
             connection = Connection(sock, address, self.app, server_name=self._server_name,
                                     server_port=self.port, max_request_line=self.max_request_line,
                                     is_tls=self._ssl_context is not None, io_timeout=self.request_timeout,
-                                    scratch=self._scratch)
+                                    scratch=self._scratch, min_body_rate=self.min_body_rate,
+                                    body_grace=self.header_timeout)
             self._held.make_room(self._held.heads, self.max_pending_heads)
             self._held.hold(connection, self._held.heads, time.monotonic() + self.header_timeout)
 
@@ -438,8 +445,8 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
 
     Keys: host, port, ssl_pem, threads, max_request_line (defaults to the app's own limit),
     keepalive_timeout, keepalive_linger (seconds; 0 disables), request_timeout, header_timeout,
-    shutdown_timeout, max_pending_heads.  Blocks until SIGTERM/SIGINT, then lets in-flight
-    requests finish and shuts the Pulsar application down."""
+    shutdown_timeout, max_pending_heads, min_body_rate (bytes/s; 0 disables).  Blocks until
+    SIGTERM/SIGINT, then lets in-flight requests finish and shuts the Pulsar application down."""
     from pulsar.config import check_bind
     from pulsar.web.app import PulsarWsgiApp
 
@@ -463,6 +470,8 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
         shutdown_timeout=float(kwargs.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT),
         header_timeout=float(kwargs.get("header_timeout") or DEFAULT_HEADER_TIMEOUT),
         max_pending_heads=int(kwargs.get("max_pending_heads") or DEFAULT_MAX_PENDING_HEADS),
+        min_body_rate=int(kwargs["min_body_rate"] if kwargs.get("min_body_rate") not in (None, "")
+                          else DEFAULT_MIN_BODY_RATE),
         keepalive_linger=float(kwargs["keepalive_linger"] if kwargs.get("keepalive_linger") not in (None, "")
                                else DEFAULT_KEEPALIVE_LINGER),
     )

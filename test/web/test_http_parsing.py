@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -136,6 +137,7 @@ def test_upload_that_goes_silent_fails_after_the_request_timeout(wsgi: PulsarWsg
             sock.sendall(chunked_upload("silent", b"10\r\nonly-half"))
             answer = sock.recv(65536)  # no more bytes from us: the body idle timeout ends it
         assert status_of(answer) == 400 and error_of(answer) == "incomplete_body"
+        assert b"nothing received for request_timeout" in answer
         assert stored(fake_app) == []
         assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
 
@@ -175,3 +177,33 @@ def test_header_section_is_capped_as_a_whole(server: Server, count: int, status:
     for request in (b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n",
                     (b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n").replace(b"\r\n", b"\n")):
         assert status_of(exchange(server, request)) == status
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_upload_that_trickles_fails_at_the_minimum_rate(wsgi: PulsarWsgiApp, fake_app: FakeApp, framing: str) -> None:
+    # One byte every 0.1 s keeps under any idle timeout; the average rate ends it after the
+    # grace (header_timeout), freeing the worker, and nothing is stored.
+    with running_server(wsgi, threads=1, header_timeout=1.0, min_body_rate=1000) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            if framing == "length":
+                sock.sendall(b"POST /jobs/1/files?name=slow&type=input HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Length: 100000\r\n\r\n")
+            else:
+                sock.sendall(chunked_upload("slow", b"186a0\r\n"))
+            started = time.monotonic()
+            answer = b""
+            while not answer and time.monotonic() - started < 10:
+                try:
+                    sock.send(b"z")
+                except OSError:
+                    break
+                sock.settimeout(0.1)
+                try:
+                    answer = sock.recv(65536)
+                except TimeoutError:
+                    pass
+        assert status_of(answer) == 400 and error_of(answer) == "incomplete_body"
+        assert b"slower than 1000 bytes/s" in answer
+        assert time.monotonic() - started < 5
+        assert stored(fake_app) == []
+        assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200

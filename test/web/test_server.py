@@ -385,16 +385,17 @@ def test_large_transfers_keep_memory_flat(server: Server, fake_app: FakeApp) -> 
     assert grown < 128 * 1024 * 1024
 
 
-def test_server_ini_passes_header_timeout_and_max_pending_heads_to_pulsar_main(tmp_path: Path) -> None:
+def test_server_ini_passes_the_slow_client_limits_to_pulsar_main(tmp_path: Path) -> None:
     from pulsar.main import _server_parser, resolve_settings
     from pulsar.web.server import make_server
 
-    (tmp_path / "server.ini").write_text("[server:main]\nheader_timeout = 7.5\nmax_pending_heads = 12\n\n[app:main]\n")
+    (tmp_path / "server.ini").write_text("[server:main]\nheader_timeout = 7.5\nmax_pending_heads = 12\n"
+                                         "min_body_rate = 100\n\n[app:main]\n")
     (tmp_path / "app.yml").write_text("private_token: t\n")
     settings = resolve_settings(_server_parser().parse_args(["-c", str(tmp_path)]), tmp_path)
-    assert settings.server_timings == {"header_timeout": 7.5, "max_pending_heads": 12}
+    assert settings.server_timings == {"header_timeout": 7.5, "max_pending_heads": 12, "min_body_rate": 100}
     server = make_server(streaming_app, "127.0.0.1", 0, **settings.server_timings)
     try:
-        assert (server.header_timeout, server.max_pending_heads) == (7.5, 12)
+        assert (server.header_timeout, server.max_pending_heads, server.min_body_rate) == (7.5, 12, 100)
     finally:
         server.server_close()
