@@ -201,3 +201,22 @@ def test_take_header_block_leaves_unusual_blocks_to_readline(pair: tuple[socket.
     assert reader.take_header_block(5) is None  # beyond the limit
     assert reader.readline(100) == b"A: 1\n"
     assert reader.take_header_block(1000) == b"B: 2\r\n\r\n"
+
+
+def test_pace_fails_a_slow_body_only_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulsar.web import httpio
+
+    now = [100.0]
+    monkeypatch.setattr(httpio.time, "monotonic", lambda: now[0])
+    pace = httpio.Pace(min_rate=1000, grace=5.0)
+    pace.begin()
+    now[0] += 4.0
+    pace.check(10)  # slow, but within the grace
+    now[0] += 2.0
+    with pytest.raises(httpio.TooSlow, match="slower than 1000 bytes/s"):
+        pace.check(10)
+    fast = httpio.Pace(min_rate=1000, grace=5.0)
+    fast.begin()
+    fast.check(1_000_000)  # a fast start earns credit for a later stall
+    now[0] += 60.0
+    fast.check(1)
