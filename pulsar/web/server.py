@@ -32,11 +32,12 @@ sendfile, and needs pyOpenSSL for TLS.  This one has:
   clients get in (refusing new connections instead would lock everyone out);
 * on EMFILE/ENFILE (no descriptor for a new connection) it stops polling the listener for
   `ACCEPT_BACKOFF` seconds (pending connections wait in the kernel backlog), frees a
-  descriptor by closing the oldest pending head (else the oldest idle one), and logs one
-  line per `ACCEPT_LOG_INTERVAL` with the count of failures since the last one, instead
-  of spinning on a listener that stays readable;
+  descriptor by closing the oldest lingering close, else pending head, else idle
+  connection, and logs one line per `ACCEPT_LOG_INTERVAL` with the count of failures
+  since the last one, instead of spinning on a listener that stays readable;
 * request lines up to `max_request_line` (414 JSON beyond) and header sections up to
-  `connection.HEADER_SECTION_LIMIT` (431), so a pending head's memory is bounded;
+  `connection.HEADER_SECTION_LIMIT` (431), so a pending head's memory is bounded; receive
+  buffers belong to the threads, so an idle connection costs only what it has buffered;
 * `Expect: 100-continue`, chunked request bodies (`wsgi.input_terminated`), and
   `wsgi.file_wrapper` sent with `sendfile` (TLS falls back to 1 MiB reads);
 * TLS from one PEM holding certificate and key (`ssl_pem`);
