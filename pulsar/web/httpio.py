@@ -94,6 +94,11 @@ class SocketReader:
         self.scratch = scratch if scratch is not None else memoryview(bytearray(recv_size))
         #: The minimum rate of the body being read, if any (see `BodyInput`).
         self.pace: Pace | None = None
+        # How far `head_complete` has searched, so each call scans only the new bytes:
+        # (_pos it is valid for, start of the request line, line searched up to, section
+        # searched up to), offsets relative to _pos.  A head arriving a byte at a time
+        # would otherwise cost the acceptor a scan of the whole buffer per byte.
+        self._scan: tuple[int, int, int, int] | None = None
 
     def buffered(self) -> int:
         return len(self._buf) - self._pos
@@ -102,6 +107,7 @@ class SocketReader:
         if self._pos and self._pos * 2 >= len(self._buf):
             del self._buf[: self._pos]
             self._pos = 0
+            self._scan = None
         into = self.scratch if scratch is None else scratch
         received = self._sock.recv_into(into, 0, flags) if flags else self._sock.recv_into(into)
         self._buf += into[:received]
@@ -125,21 +131,31 @@ class SocketReader:
         without reading on).  Up to four blank lines before a request are skipped, as the
         parser does."""
         buf, pos, end = self._buf, self._pos, len(self._buf)
+        start = pos
         for _ in range(4):
-            if buf.startswith(b"\r\n", pos):
-                pos += 2
-            elif buf.startswith(b"\n", pos):
-                pos += 1
+            if buf.startswith(b"\r\n", start):
+                start += 2
+            elif buf.startswith(b"\n", start):
+                start += 1
             else:
                 break
-        newline = buf.find(b"\n", pos, pos + line_limit)
+        scan = self._scan
+        if scan is not None and scan[0] == pos and scan[1] == start - pos:
+            line_from, section_from = pos + scan[2], (pos + scan[3] if scan[3] >= 0 else -1)
+        else:
+            line_from, section_from = start, -1
+        newline = buf.find(b"\n", line_from, start + line_limit)
         if newline < 0:
-            return end - pos >= line_limit
+            self._scan = (pos, start - pos, end - pos, -1)
+            return end - start >= line_limit
         # The blank line ending the section shows as LF LF or LF CR LF, its first LF ending
-        # the line before (the request line itself when there are no headers).
+        # the line before (the request line itself when there are no headers).  A pattern
+        # may straddle the bytes already searched: start two bytes back.
         stop = newline + 1 + section_limit
-        if buf.find(b"\n\r\n", newline, stop) >= 0 or buf.find(b"\n\n", newline, stop) >= 0:
+        search = newline if section_from < 0 else max(newline, section_from - 2)
+        if buf.find(b"\n\r\n", search, stop) >= 0 or buf.find(b"\n\n", search, stop) >= 0:
             return True
+        self._scan = (pos, start - pos, newline - pos, end - pos)
         return end - (newline + 1) > section_limit
 
     def take_header_block(self, limit: int) -> bytes | None:
@@ -231,6 +247,7 @@ class SocketReader:
         """Drop everything buffered (a lingering close discarding input)."""
         self._buf.clear()
         self._pos = 0
+        self._scan = None
 
 
 class BodyInput:
