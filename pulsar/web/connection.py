@@ -269,7 +269,7 @@ class Connection:
         except (OSError, ValueError, _Closed):
             return DROP
         response = ResponseWriter(self.sock, self.is_tls, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
-                                  keep_alive, stopping, self.io_timeout)
+                                  keep_alive, stopping, self.io_timeout, body.settled)
         result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, response.start_response)

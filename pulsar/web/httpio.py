@@ -77,6 +77,11 @@ class Pace:
                                f"({self.received} bytes in {elapsed:.0f} s)")
 
 
+#: The most of an unread body the server receives (without waiting) to keep a connection
+#: alive after answering without reading it; a larger rest means `Connection: close`.
+SETTLE_LIMIT = 64 * 1024
+
+
 class SocketReader:
     """Buffered reads from a socket: lines with a hard length limit, and large bodies read
     straight into their destination buffer."""
@@ -122,6 +127,18 @@ class SocketReader:
         `ssl.SSLWantReadError`/`SSLWantWriteError` on a TLS socket, which the caller must
         have made non-blocking (SSL sockets take no flags)."""
         return self._fill(0 if self._tls else socket.MSG_DONTWAIT, scratch)
+
+    def receive_waiting(self, wanted: int) -> None:
+        """Buffer up to `wanted` bytes of what the kernel already holds for a plain socket,
+        never waiting (a TLS socket on a worker is blocking: nothing is received); errors
+        are left for the next read to meet."""
+        if self._tls:
+            return
+        try:
+            while self.buffered() < wanted and self.fill_nowait():
+                pass
+        except OSError:
+            pass
 
     def head_complete(self, line_limit: int, section_limit: int) -> bool:
         """True when a request head can be parsed from the buffer without receiving more:
@@ -313,6 +330,13 @@ class BodyInput:
         if the body is now finished."""
         return self.finished
 
+    def settled(self) -> bool:
+        """True if no more of the body has to be received: read to its end, or the rest
+        buffered (after one receive that never waits).  Asked when the response head goes
+        out: an unsettled body means the connection cannot carry another request without
+        waiting for the client, so the answer says `Connection: close`."""
+        return self.finished
+
     def _incomplete(self, why: str) -> IncompleteBody:
         self.broken = True
         return IncompleteBody(f"request body incomplete: {why}")
@@ -363,6 +387,13 @@ class ContentLengthInput(BodyInput):
             raise self._short()
         self.finished = self.remaining == 0
         return count
+
+    def settled(self) -> bool:
+        if self.finished or self.broken:
+            return self.finished
+        if self._reader.buffered() < self.remaining <= SETTLE_LIMIT:
+            self._reader.receive_waiting(self.remaining)
+        return self.remaining <= self._reader.buffered()
 
     def skip_buffered(self) -> bool:
         if not self.broken and 0 < self.remaining <= self._reader.buffered():

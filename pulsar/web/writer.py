@@ -75,8 +75,12 @@ class ResponseWriter:
     """start_response/write and the framing decision for one response."""
 
     def __init__(self, sock: socket.socket, is_tls: bool, method: str, version: str, keep_alive: bool,
-                 stopping: Callable[[], bool], io_timeout: float | None = None):
+                 stopping: Callable[[], bool], io_timeout: float | None = None,
+                 body_settled: Callable[[], bool] | None = None):
         self.sock = sock
+        #: Asked as the head goes out: False if the request body is still on its way, so
+        #: the connection will close after this answer and the head must say so.
+        self.body_settled = body_settled
         self.io_timeout = io_timeout
         self.is_tls = is_tls
         self.stopping = stopping
@@ -107,7 +111,7 @@ class ResponseWriter:
         if self.status is None:
             raise AssertionError("WSGI application did not call start_response")
         code = int(self.status[:3])
-        if self.stopping():
+        if self.stopping() or (self.keep_alive and self.body_settled is not None and not self.body_settled()):
             self.keep_alive = False
         self.no_body = self.method == "HEAD" or code in (204, 304) or 100 <= code < 200
         lines: list[str] = []

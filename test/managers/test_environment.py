@@ -192,8 +192,9 @@ def test_external_drmaa_helpers_run_with_the_filtered_environment(job_root: Path
 
 # --- a real server, a job that prints its environment -----------------------------------
 
-#: kinds whose jobs inherit the server's environment (DRMAA without -V gets the DRM's own)
-INHERITING = {"queued_python", "unqueued", "slurm_local", "slurm_ssh", "drmaa_export_all",
+#: kinds whose jobs inherit the server's environment (DRMAA without -V gets the DRM's own;
+#: sbatch over SSH exports the remote login shell's environment, which never held the server's)
+INHERITING = {"queued_python", "unqueued", "slurm_local", "drmaa_export_all",
               "fake_torque", "fake_lsf", "fake_condor"}
 KINDS = ["queued_python", "unqueued", "slurm_local", "slurm_ssh", "drmaa", "drmaa_export_all", "external_drmaa",
          "fake_torque", "fake_lsf", "fake_condor"]

@@ -213,6 +213,33 @@ def test_expect_100_continue_rejected_without_reading_body(secured: PulsarWsgiAp
                          b"Content-Length: 4\r\nExpect: 100-continue\r\n\r\n")
             status, headers, _ = read_response(sock.makefile("rb"))
     assert status == 401  # answered at once: no 100 Continue, no waiting for the body
+    assert headers["connection"] == "close"  # the body never came: this connection carries no more
+
+
+def test_answer_before_the_body_arrives_says_connection_close(secured: PulsarWsgiApp) -> None:
+    """The app answers 401 without reading; the body is not there yet, so the server will
+    close after the answer -- and the answer says so, or the client's next request on this
+    connection would meet a close it was not told about."""
+    with running_server(secured, threads=2) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST /jobs/1/files?name=c&type=input HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+            stream = sock.makefile("rb")
+            status, headers, _ = read_response(stream)
+            assert status == 401 and headers["connection"] == "close"
+            sock.sendall(b"data")
+            assert stream.read() == b""
+
+
+def test_answer_to_an_unread_body_that_arrived_keeps_the_connection(secured: PulsarWsgiApp) -> None:
+    with running_server(secured, threads=2) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST /jobs/1/files?name=c&type=input HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ndata")
+            stream = sock.makefile("rb")
+            status, headers, _ = read_response(stream)
+            assert status == 401 and "connection" not in headers
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = read_response(stream)
+    assert status == 200 and b"version" in body
 
 
 def test_head_sends_no_body(server: Server) -> None:
