@@ -3,6 +3,7 @@
     .venv/bin/python bench/wsgi_servers.py            # full run: 1 GiB transfer, 200 jobs, 3 repeats
     .venv/bin/python bench/wsgi_servers.py --quick    # 64 MiB, 20 jobs, 1 repeat
     .venv/bin/python bench/wsgi_servers.py --hosts ours gunicorn --repeats 5
+    .venv/bin/python bench/wsgi_servers.py --only probes  # functional + hostile-client probes only
 
 Hosts (all serve the same app.yml as bench/run.py's server: queued_python, 8 concurrent
 jobs, a private token, staging and persistence in the work directory):
@@ -23,7 +24,10 @@ PYTHONPATH.  The workloads are bench/run.py's (`workloads/transfer.py`, `workloa
 driven by our client library in a subprocess); figures are medians over `--repeats`, the
 host order rotating each repeat.  Functional probes (chunked upload, 100-continue, Range,
 long query string) run once per host; a host that fails a probe or a workload gets a note,
-not a crash.  Results: a Markdown table on stdout and `bench/results/wsgi-<date>-<time>.json`.
+not a crash.  Hostile-client probes (`wsgi_hosts/hostile.py`: a crowd of `--hostile-connections`
+slow-head, slow-body or silent connections, and the worst of 5 status polls meanwhile) run
+once per host unless `--only` leaves out `probes`.  Results: a Markdown table on stdout and
+`bench/results/wsgi-<date>-<time>.json`.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ from bench.sampling import cpu_split  # noqa: E402
 from bench.servers import BenchServer, ServerSet  # noqa: E402
 from bench.workloads import jobs, transfer  # noqa: E402
 from bench.wsgi_hosts import table  # noqa: E402
+from bench.wsgi_hosts.hostile import (  # noqa: E402
+    DEFAULT_CONNECTIONS,
+    DEFAULT_LIMIT_S,
+    HOSTILE_PROBES,
+    run_hostile_probes,
+)
 from bench.wsgi_hosts.hosts import ALL_HOSTS, DESCRIPTIONS, THIRD_PARTY, make_server  # noqa: E402
 from bench.wsgi_hosts.probes import run_probes  # noqa: E402
 from bench.wsgi_hosts.venv import default_location, ensure_venv, versions  # noqa: E402
@@ -64,6 +74,7 @@ MIB = 1024 * 1024
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DEFAULT_HOSTS = ("ours", *THIRD_PARTY)
 SMOKE_JOBS = 5
+WORKLOADS = ("transfer", "jobs", "probes")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,7 +88,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hosts", nargs="+", choices=ALL_HOSTS, help=f"hosts to measure (default: {DEFAULT_HOSTS})")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"worker threads of every host (default {DEFAULT_THREADS}, our server's default)")
-    parser.add_argument("--only", nargs="+", choices=("transfer", "jobs"), help="run only these workloads")
+    parser.add_argument("--only", nargs="+", choices=WORKLOADS,
+                        help="run only these parts (probes = the hostile-client probes; the functional "
+                             "probes always run; the paster smoke test runs with any workload)")
+    parser.add_argument("--hostile-connections", type=int, default=DEFAULT_CONNECTIONS,
+                        help=f"connections in each hostile crowd (default {DEFAULT_CONNECTIONS}; "
+                             "should exceed --threads)")
+    parser.add_argument("--hostile-limit", type=float, default=DEFAULT_LIMIT_S,
+                        help=f"a status poll slower than this during a hostile probe is 'timeout' "
+                             f"(default {DEFAULT_LIMIT_S:g} s)")
+    parser.add_argument("--hostile-probes", nargs="+", choices=tuple(HOSTILE_PROBES), default=tuple(HOSTILE_PROBES),
+                        help="which hostile-client probes to run (default: all)")
     parser.add_argument("--venv", type=Path, help=f"hosts venv (default {default_location()})")
     parser.add_argument("--workdir", help="where staging and test files go (default: a temp dir on the /work disk)")
     parser.add_argument("--client-dir", help="put the client's files here instead of the work directory")
@@ -89,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.hosts = list(dict.fromkeys(args.hosts or DEFAULT_HOSTS))
     if "ours" not in args.hosts:
         args.hosts.insert(0, "ours")  # the baseline of every ratio
-    args.only = set(args.only or ("transfer", "jobs"))
+    args.only = set(args.only or WORKLOADS)
     return args
 
 
@@ -110,6 +131,7 @@ class Comparison:
         self.live: dict[str, BenchServer] = {}
         self.raw: dict[str, Any] = {"transfer": {}, "jobs": {}}
         self.probes: dict[str, dict[str, str]] = {}
+        self.hostile: dict[str, dict[str, dict[str, Any]]] = {}
         self.failures: dict[str, list[str]] = {}
         self.startup_s: dict[str, float] = {}
         self._serial = 0
@@ -137,12 +159,20 @@ class Comparison:
         log(f"{host} up on {server.url} in {self.startup_s[host]:.2f}s")
         self.probes[host] = run_probes(server.port, f"probe-{host}")
         log(f"{host} probes: {self.probes[host]}")
+        if "probes" in self.args.only:
+            log(f"{host} hostile-client probes, {self.args.hostile_connections} connections each")
+            self.hostile[host] = run_hostile_probes(server.port, f"hostile-{host}", self.args.hostile_connections,
+                                                    self.args.hostile_limit, tuple(self.args.hostile_probes))
+            log(f"{host} hostile: " + ", ".join(f"{k} {v.get('cell')}" for k, v in self.hostile[host].items()))
         return server
 
     def smoke_paster(self) -> None:
         """`paster serve` with our server runner: start, probes, a few jobs, stop."""
         server = self.start("paster")
         if server is None:
+            return
+        if not self.args.only & {"transfer", "jobs"}:
+            server.stop()
             return
         try:
             result = jobs.run_trivial_jobs(server, self.client, SMOKE_JOBS, 1, self.args.poll_interval,
@@ -241,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         **run_meta(args, started),
         "threads": args.threads,
+        "hostile_connections": args.hostile_connections,
+        "hostile_limit_s": args.hostile_limit,
+        "hostile_probes": list(args.hostile_probes),
         "hosts": {host: DESCRIPTIONS[host] for host in args.hosts},
         "host_versions": versions(venv),
         "venv": str(venv),
@@ -254,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out_path = RESULTS_DIR / f"wsgi-{started:%Y%m%d-%H%M%S}.json"
     out_path.write_text(json.dumps({"meta": meta, "summary": summary, "probes": run.probes,
+                                    "hostile": run.hostile,
                                     "failures": run.failures, "startup_s": run.startup_s, "raw": run.raw},
                                    indent=1, default=str))
     versions_text = ", ".join(f"{k} {v}" for k, v in meta["host_versions"].items()
@@ -265,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{meta['cpus']} CPUs, staging on {meta['workdir_filesystem']}; {versions_text}")
     print("(x.xx) = host / ours; MB = 10^6 bytes")
     print()
-    print(table.render(summary, hosts))
-    print()
+    if summary:
+        print(table.render(summary, hosts))
+        print()
+    if run.hostile:
+        print(f"Hostile-client probes: worst of 5 status polls while {args.hostile_connections} connections "
+              f"misbehave ('timeout': a poll took over {args.hostile_limit:g} s)")
     probe_hosts = [h for h in (*args.hosts, "paster") if h in run.probes or h in run.failures]
-    print(table.render_notes(run.probes, run.failures, list(dict.fromkeys(probe_hosts))))
+    print(table.render_notes(run.probes, run.failures, list(dict.fromkeys(probe_hosts)), run.hostile))
     if "paster_smoke" in run.raw:
         smoke = run.raw["paster_smoke"]
         print(f"\npaster serve smoke test: {SMOKE_JOBS} jobs, {smoke['failed']} failed")

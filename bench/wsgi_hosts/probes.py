@@ -30,7 +30,7 @@ def _query(**params: str) -> str:
     return urllib.parse.urlencode({**params, "private_token": TOKEN})
 
 
-def _setup(port: int, job_id: str) -> None:
+def setup_job(port: int, job_id: str) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         connection.request("POST", f"/jobs?{_query(job_id=job_id)}", headers={"Content-Length": "0"})
@@ -72,7 +72,7 @@ def _stored(body: bytes) -> tuple[int | None, str | None]:
     return document.get("size"), document.get("sha256")
 
 
-def _clean(port: int, job_id: str) -> None:
+def clean_job(port: int, job_id: str) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         connection.request("DELETE", f"/jobs/{job_id}?{_query()}")
@@ -183,7 +183,7 @@ PROBES = {
 def run_probes(port: int, job_id: str) -> dict[str, str]:
     """Every probe against the server on `port`, on one job it sets up and cleans."""
     try:
-        _setup(port, job_id)
+        setup_job(port, job_id)
     except (OSError, RuntimeError) as exc:
         return {name: f"setup failed: {exc}" for name in PROBES}
     results = {}
@@ -192,5 +192,5 @@ def run_probes(port: int, job_id: str) -> dict[str, str]:
             results[name] = probe(port, job_id)
         except Exception as exc:  # a probe must never stop the benchmark
             results[name] = f"probe error {type(exc).__name__}: {exc}"
-    _clean(port, job_id)
+    clean_job(port, job_id)
     return results

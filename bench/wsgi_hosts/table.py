@@ -60,13 +60,31 @@ def render(summary: dict[str, dict[str, float]], hosts: list[str], base: str = "
     return "\n".join(lines)
 
 
-def render_notes(probes: dict[str, dict[str, str]], failures: dict[str, list[str]], hosts: list[str]) -> str:
-    """Markdown: per host, the functional probes that were not ok and any workload failure."""
-    lines = ["| host | chunked upload | Expect: 100-continue | Range | 64 KiB query | workload failures |",
-             "|---|---|---|---|---|---|"]
+#: (key in the hostile results, column label): the reference polls first, then the crowds.
+HOSTILE_COLUMNS = (
+    ("quiet", "no crowd"),
+    ("slow_heads", "slow heads"),
+    ("slow_body", "slow body"),
+    ("slow_body_no_token", "slow body, no token"),
+    ("silent", "silent connections"),
+)
+
+
+def render_notes(probes: dict[str, dict[str, str]], failures: dict[str, list[str]], hosts: list[str],
+                 hostile: dict[str, dict[str, dict[str, Any]]] | None = None) -> str:
+    """Markdown: per host, the functional probes, the hostile-client probes (worst poll
+    latency while the crowd is there; columns only if any host ran them) and any workload
+    failure."""
+    columns = ["chunked upload", "Expect: 100-continue", "Range", "64 KiB query"]
+    if hostile:
+        columns += [label for _key, label in HOSTILE_COLUMNS]
+    lines = ["| host | " + " | ".join(columns) + " | workload failures |", "|---|" + "---|" * (len(columns) + 1)]
     for host in hosts:
         results = probes.get(host, {})
         cells = [results.get(name, "not run") for name in ("chunked_upload", "expect_100", "range", "long_query")]
+        if hostile:
+            crowds = hostile.get(host, {})
+            cells += [crowds.get(key, {}).get("cell", "not run") for key, _label in HOSTILE_COLUMNS]
         problems = "; ".join(failures.get(host, [])) or "none"
         lines.append(f"| {host} | " + " | ".join(cells) + f" | {problems} |")
     return "\n".join(lines)
