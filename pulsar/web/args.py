@@ -6,21 +6,14 @@ repeated key wins, unknown keys are ignored, and path variables beat query value
 
 from __future__ import annotations
 
-import re
 from typing import Iterator, Mapping
 from urllib.parse import parse_qsl
 
 from pulsar.errors import InvalidArgument
+from pulsar.util.jsondepth import MAX_NESTING, nesting_depth
 
 #: Never handed to a handler: it authenticates the request and is a secret.
 TOKEN_PARAMETER = "private_token"
-#: Deepest nesting of brackets accepted in an argument.  Galaxy's deepest JSON argument
-#: (dependencies_description) nests about six levels; Python's JSON decoder recurses per
-#: level and fails (RecursionError, a 500) somewhere below a thousand.
-MAX_NESTING = 100
-
-_BRACKETS = re.compile(r"[\[\]{}]")
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def parse_query(query_string: str) -> dict[str, str]:
@@ -82,21 +75,6 @@ class Args(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Args({sorted(self._values)})"
-
-
-def nesting_depth(text: str) -> int:
-    """The deepest nesting of JSON arrays/objects in `text`, brackets inside JSON strings
-    not counted (an upper bound for text that is not JSON).  Linear, no recursion."""
-    if "[" not in text and "{" not in text:
-        return 0
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(_STRINGS.sub("", text)):
-        if match.group(0) in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth = max(depth - 1, 0)
-    return deepest
 
 
 def _wire_text(environ_text: str) -> str:

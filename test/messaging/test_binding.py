@@ -160,6 +160,8 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({}, "application/json"),
     ({"job_id": "../escape"}, "application/json"),
     ({"job_id": None, "command_line": "true"}, "application/json"),
+    ("[" * 100_000 + "]" * 100_000, "application/json"),  # deeper than any decoder's recursion
+    ('{"job_id": "deep", "command_line": "true", "env": ' + "[" * 100_000 + "]" * 100_000 + "}", "application/json"),
 ]
 
 

@@ -18,6 +18,8 @@ from pulsar.shared.amqp import MAX_BODY_BYTES, MalformedMessage, decode_body
         (b"null", "application/json", None, "JSON NoneType is not an object"),
         (b"true", "application/json", None, "JSON bool is not an object"),
         (b"[1]", "application/json", None, "JSON list is not an object"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", None, "nests deeper than 100 levels"),
+        (b'{"a": ' + b"[" * 101 + b"]" * 101 + b"}", "application/json", None, "nests deeper than 100 levels"),
     ],
 )
 def test_decode_body_reasons(body: bytes, content_type: str | None, encoding: str | None, reason: str) -> None:
@@ -28,6 +30,7 @@ def test_decode_body_reasons(body: bytes, content_type: str | None, encoding: st
 def test_decode_body_accepts_json_objects() -> None:
     assert decode_body('{"a": "é"}', "application/json; charset=utf-8", "utf-8") == {"a": "é"}
     assert decode_body(b"{}", "application/json", None) == {}
+    assert decode_body(b'{"a": ' + b"[" * 99 + b'"]]]"' + b"]" * 99 + b"}", "application/json", None)["a"]
 
 
 def test_decode_body_refuses_oversized_bodies_before_parsing() -> None:

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from pulsar.config import InsecureBind
+from pulsar.util.jsondepth import nesting_depth
 from pulsar.web.app import PulsarWsgiApp
-from pulsar.web.args import Args, nesting_depth
+from pulsar.web.args import Args
 from pulsar.web.server import server_runner
 from test.support.server import free_port
 from test.web.conftest import TOKEN

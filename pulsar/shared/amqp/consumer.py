@@ -4,9 +4,9 @@ Guarantees (spec §2.4, §4.4, B1):
 
 * A message is acked only after the callback returned; a crash before that means the
   broker redelivers it.
-* A malformed message (too large, not `application/json`, not UTF-8, not JSON, not a JSON
-  object) gets one log line with the reason and is rejected without requeue; the loop
-  goes on.  So does it after any callback exception.
+* A malformed message (too large, not `application/json`, not UTF-8, not JSON, nested
+  deeper than 100 levels, not a JSON object) gets one log line with the reason and is
+  rejected without requeue; the loop goes on.  So does it after any callback exception.
 * Connection loss of any kind leads to a reconnect with exponential backoff and jitter,
   one log line when the link goes down and one when it is back; the loop only ends when
   `check()` returns false.
@@ -27,6 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kombu.messaging import Consumer
+
+from pulsar.util.jsondepth import MAX_NESTING, nesting_depth
 
 from .connection import Backoff, LinkState, close_quietly, connect, open_connection, sleep_while
 
@@ -67,9 +69,12 @@ def decode_body(body: bytes | str, content_type: str | None, content_encoding: s
         raise MalformedMessage(f"content encoding {content_encoding!r} is not utf-8")
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        value = json.loads(text)
     except UnicodeDecodeError as exc:
         raise MalformedMessage(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if nesting_depth(text) > MAX_NESTING:  # json.loads would raise RecursionError, not a ValueError
+        raise MalformedMessage(f"JSON nests deeper than {MAX_NESTING} levels")
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedMessage(f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if not isinstance(value, dict):
