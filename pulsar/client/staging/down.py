@@ -32,10 +32,18 @@ def _ignorable(exc: Exception, tolerate_missing: bool) -> bool:
 
 def finish_job(client: Any, cleanup_job: str, job_completed_normally: bool, client_outputs: ClientOutputs,
                pulsar_outputs: PulsarOutputs) -> list[Exception]:
-    """Fetch outputs; clean the job if nothing failed (or always); return the failures."""
+    """Fetch outputs; clean the job if nothing failed (or always); return the failures.
+
+    A job that did not complete normally (Galaxy passes False for deleted and errored jobs)
+    gets no output fetched: Galaxy discards them, and a missing output would count as a
+    failure that skips the remote clean-up and leaks the job directory on the server."""
     failures: list[Exception] = []
+    if not job_completed_normally:
+        log.debug("job %s did not complete normally; cleaning up without collecting outputs", client.job_id)
+        plan = []
+    else:
+        plan = plan_output_collection(client_outputs.to_dict(), pulsar_outputs.listing())
     mapper = client.action_mapper()
-    plan = plan_output_collection(client_outputs.to_dict(), pulsar_outputs.listing())
     for fetch in plan:
         try:
             action = mapper.action(fetch.local_path, fetch.output_type)
@@ -54,8 +62,6 @@ def finish_job(client: Any, cleanup_job: str, job_completed_normally: bool, clie
                 continue
             log.warning("collecting %s (%s) for job %s failed: %s", fetch.name, fetch.output_type, client.job_id, exc)
             failures.append(exc)
-    if not job_completed_normally and failures:
-        log.info("job %s did not complete normally; %d output(s) missing", client.job_id, len(failures))
     if (not failures and cleanup_job != CLEANUP_NEVER) or cleanup_job == CLEANUP_ALWAYS:
         try:
             client.clean()
