@@ -44,7 +44,7 @@ class RetryPolicy:
 
     def executor(self) -> RetryActionExecutor:
         return RetryActionExecutor(
-            max_retries=self.max_retries,
+            max_retries=self.max_retries if self.max_retries > 0 else -1,  # the policy's 0: no retry
             interval_start=self.interval_start,
             interval_step=self.interval_step,
             interval_max=self.interval_max,

@@ -75,7 +75,7 @@ def retry_executor(options: Mapping[str, Any] | None = None, prefix: str = "prep
     options = options or {}
     max_retries = int(options.get(prefix + "max_retries", -1))
     return RetryActionExecutor(
-        max_retries=None if max_retries == 0 else max_retries,
+        max_retries=max_retries,
         interval_start=float(options.get(prefix + "interval_start", 2)),
         interval_step=float(options.get(prefix + "interval_step", 2)),
         interval_max=float(options.get(prefix + "interval_max", 30)),

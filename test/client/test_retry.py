@@ -48,6 +48,18 @@ def test_negative_means_no_retry_and_catch_filters() -> None:
     assert executor.execute(action) == "ok"
 
 
+def test_zero_retries_forever_and_the_default_never_retries() -> None:
+    """The reference's meanings: Galaxy's rsh/ssh shell plugins construct the executor
+    with an explicit max_retries, and 0 there would mean "until it works"."""
+    action = Flaky(50)
+    assert RetryActionExecutor(max_retries=0, sleep=lambda s: None).execute(action) == "ok"
+    assert action.calls == 51
+    action = Flaky(1)
+    with pytest.raises(OSError):
+        RetryActionExecutor(sleep=lambda s: None).execute(action)
+    assert action.calls == 1
+
+
 def test_galaxy_construction() -> None:
     executor = RetryActionExecutor(max_retries=100, interval_max=300)
     assert executor.execute(lambda: 7) == 7

@@ -21,8 +21,9 @@ Catch = Union[type[BaseException], tuple[type[BaseException], ...], Callable[[Ba
 class RetryActionExecutor:
     """Run a callable, retrying it when it raises.
 
-    - `max_retries`: retries after the first attempt; `None` retries forever, a negative
-      number never retries.
+    - `max_retries`: retries after the first attempt; 0 (or `None`) retries forever and a
+      negative number never retries (the default), the meanings the reference gives them and
+      Galaxy's shell plugins construct it with.
     - `interval_start`, `interval_step`, `interval_max`: the first pause, the amount each
       later pause grows by, and the cap (seconds).
     - `catch`: exception class(es) that may be retried, or a predicate deciding per
@@ -35,7 +36,7 @@ class RetryActionExecutor:
 
     def __init__(
         self,
-        max_retries: int | None = 3,
+        max_retries: int | None = -1,
         interval_start: float = 2.0,
         interval_step: float = 2.0,
         interval_max: float = 30.0,
@@ -62,7 +63,9 @@ class RetryActionExecutor:
         """The pauses between attempts (infinite when retrying forever)."""
         interval = self.interval_start
         count = 0
-        while self.max_retries is None or count < self.max_retries:
+        forever = not self.max_retries  # None or 0
+        limit = self.max_retries or 0
+        while forever or count < limit:
             yield min(interval, self.interval_max)
             interval += self.interval_step
             count += 1
