@@ -200,11 +200,13 @@ class PulsarApp:
             raise NotFound("more than one manager is configured; name one")
         return next(iter(self.services.values()))
 
-    def shutdown(self) -> None:
-        """Stop consuming and publishing first, then the services (jobs keep running)."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop consuming and publishing first, then the services (jobs keep running).
+        `timeout` bounds the wait for each message-queue binding's consumers to finish the
+        message in hand (the reference's signature; Galaxy calls it without)."""
         for binding in self.bindings:
             try:
-                binding.shutdown()
+                binding.shutdown(timeout)
             except Exception:
                 log.exception("stopping the message-queue binding of manager %s failed", binding.name)
         for service in self.services.values():

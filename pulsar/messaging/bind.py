@@ -123,14 +123,16 @@ class MessageQueueBinding:
         self._maintainer = threading.Thread(target=self._maintain_loop, name=f"mq-maintenance-{self.name}", daemon=True)
         self._maintainer.start()
 
-    def shutdown(self) -> None:
-        """Stop consuming (each consumer finishes the message in hand), stop the drain
-        (waiting updates stay on disk) and close the publisher."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop consuming (each consumer finishes the message in hand, waited for at most
+        `timeout` seconds in all, default CONSUMER_STOP_TIMEOUT), stop the drain (waiting
+        updates stay on disk) and close the publisher."""
         self._stopping.set()
         for consumer in self.consumers:
             consumer.stop(0)
+        deadline = time.monotonic() + (CONSUMER_STOP_TIMEOUT if timeout is None else max(timeout, 0.0))
         for consumer in self.consumers:
-            consumer.stop(CONSUMER_STOP_TIMEOUT)
+            consumer.stop(max(deadline - time.monotonic(), 0.0))
             if consumer.alive:
                 log.warning("manager %s: consumer %s did not stop in time", self.name, consumer.name)
         if self.outbox is not None:

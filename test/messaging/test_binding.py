@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -324,3 +325,13 @@ def test_publish_only_consumes_nothing_and_still_reports(galaxy: GalaxyQueues, m
     galaxy.send("setup", setup_body("ignored", "true"))
     wait_for(lambda: galaxy.broker.depth("setup") == 1, what="the setup to wait in its queue")  # nobody consumes it
     assert (service.settings.staging_root / "http1").exists()
+
+
+def test_shutdown_takes_the_reference_timeout(mq_app: App) -> None:
+    """`PulsarApp.shutdown(timeout=...)` as in the reference (Galaxy calls it without): the
+    consumers, idle here, stop well within it."""
+    app = mq_app()
+    started = time.monotonic()
+    app.shutdown(timeout=20)
+    assert time.monotonic() - started < 20
+    assert not any(consumer.alive for binding in app.bindings for consumer in binding.consumers)
