@@ -10,7 +10,7 @@ Both work; the objects are the same.  The message-queue classes live in `mq_mana
 
 from pulsar.client.client import BaseJobClient, JobClient
 from pulsar.client.destination import url_to_destination_params
-from pulsar.client.exceptions import PulsarClientTransportError
+from pulsar.client.exceptions import OutputNotFoundException, PulsarClientTransportError
 from pulsar.client.manager import ClientManager, build_client_manager
 from pulsar.client.mq_client import MessageJobClient
 from pulsar.client.mq_manager import MessageQueueClientManager
@@ -41,6 +41,7 @@ __all__ = [
     "JobClient",
     "MessageJobClient",
     "MessageQueueClientManager",
+    "OutputNotFoundException",
     "PathMapper",
     "PulsarClientTransportError",
     "PulsarOutputs",

@@ -77,5 +77,9 @@ class OutputNotFound(PulsarClientTransportError):
     """The server has no such output file (HTTP 404 on download)."""
 
 
+#: The reference's name for it, exported by its `pulsar.client`; one class, two names.
+OutputNotFoundException = OutputNotFound
+
+
 class IntegrityError(PulsarClientTransportError):
     """Transferred bytes did not match the size or digest the other side announced."""

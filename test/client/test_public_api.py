@@ -29,6 +29,7 @@ IMPLEMENTATION_HOMES = {
     "PathMapper": "pulsar.client.path_mapper",
     "url_to_destination_params": "pulsar.client.destination",
     "PulsarClientTransportError": "pulsar.client.exceptions",
+    "OutputNotFoundException": "pulsar.client.exceptions",
     "MessageQueueClientManager": "pulsar.client.manager",
     "MessageJobClient": "pulsar.client.client",
 }
@@ -40,8 +41,8 @@ PINNED_ALL = sorted([
     "BaseJobClient", "build_client_manager", "CLIENT_INPUT_PATH_TYPES", "ClientInput", "ClientInputs",
     "ClientJobDescription", "ClientManager", "ClientOutputs", "COMMAND_VERSION_FILENAME",
     "DEFAULT_DYNAMIC_COLLECTION_PATTERN", "EXTENDED_METADATA_DYNAMIC_COLLECTION_PATTERN", "finish_job", "JobClient",
-    "MessageJobClient", "MessageQueueClientManager", "PathMapper", "PulsarClientTransportError", "PulsarOutputs",
-    "submit_job", "url_to_destination_params",
+    "MessageJobClient", "MessageQueueClientManager", "OutputNotFoundException", "PathMapper",
+    "PulsarClientTransportError", "PulsarOutputs", "submit_job", "url_to_destination_params",
 ])
 
 
@@ -172,3 +173,12 @@ def test_message_queue_classes_import_without_kombu_or_server_code() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_output_not_found_has_the_reference_name_too() -> None:
+    """The reference's `pulsar.client` exports `OutputNotFoundException`; a caller catching it
+    catches our missing-output error (and, as before, `PulsarClientTransportError`)."""
+    from pulsar.client.exceptions import OutputNotFound
+
+    assert pulsar.client.OutputNotFoundException is OutputNotFound
+    assert issubclass(OutputNotFound, pulsar.client.PulsarClientTransportError)
