@@ -135,11 +135,11 @@ class DrmaaManager(ExternalManager):
         seen: dict[str, Observation] = {}
         for tracked in jobs:
             try:
-                state = self.session.job_status(tracked.external_id)
+                state = self.session.poll(tracked.external_id)
             except Exception as exc:  # DrmCommunicationException etc.: nothing known about the job
                 raise StatusUnavailable(f"DRMAA status of {tracked.external_id} failed: {exc}") from exc
             seen[tracked.external_id] = drmaa_state(state)
         return seen
 
     def _cancel_external(self, external_id: str, backend: Mapping[str, Any]) -> None:
-        self.session.kill(external_id)
+        self.session.terminate(external_id)

@@ -131,7 +131,7 @@ class ExternalDrmaaManager(DrmaaManager):
         user = backend.get("user")
         if not user:
             log.warning("manager %s: no user recorded for %s; killing from Pulsar's session", self.name, external_id)
-            self.session.kill(external_id)
+            self.session.terminate(external_id)
             return
         argv = [*self._sudo(str(user)), *self.kill_command, "--external_id", external_id]
         killed = self._run_helper(argv)

@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         session = DrmaaSessionFactory().get()
         try:
-            session.kill(args.external_id)
+            session.terminate(args.external_id)
         finally:
             session.close()
     except Exception as exc:

@@ -110,10 +110,10 @@ class RecordingSession:
         self.templates.append(attrs)
         return str(100 + len(self.templates))
 
-    def job_status(self, external_id: str) -> str:
+    def poll(self, external_id: str) -> str:
         return "running"
 
-    def kill(self, external_id: str) -> None:
+    def terminate(self, external_id: str) -> None:
         pass
 
     def close(self) -> None:

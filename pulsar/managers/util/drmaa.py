@@ -82,32 +82,48 @@ class DrmaaSession:
             finally:
                 self._session.deleteJobTemplate(template)
 
+    # -- the contract of Galaxy's DRMAA, Slurm and Univa runners (and the reference) ------
+
     def job_status(self, external_id: str) -> str:
-        """The DRMAA state name, or `JOB_NOT_FOUND` when the DRM does not know the id
-        (finished and forgotten, or never existed).  Other DRMAA errors propagate."""
+        """The DRMAA state name.  Raises the `drmaa` package's `InvalidJobException` for a
+        job the DRM does not know (finished and purged, or never existed): Galaxy's DRMAA
+        runner catches exactly that to finish the job.  Does not reap a finished job, so a
+        later `session.wait()` (Galaxy's Univa runner) still gets its exit information."""
+        with self._owner.lock:
+            return str(self._session.jobStatus(external_id))
+
+    def kill(self, external_id: str) -> None:
+        """Terminate the job; `InvalidJobException` if the DRM no longer knows it."""
+        with self._owner.lock:
+            self._session.control(external_id, self._drmaa.JobControlAction.TERMINATE)
+
+    @property
+    def session(self) -> Any:
+        """The underlying `drmaa.Session` (Galaxy's Univa runner calls its `wait`)."""
+        return self._session
+
+    # -- what our managers use -------------------------------------------------------------
+
+    def poll(self, external_id: str) -> str:
+        """The state name, `JOB_NOT_FOUND` for a job the DRM does not know; a finished job
+        is reaped (the library keeps a record of every job this session submitted until
+        someone waits for it, and our managers never do).  Other DRMAA errors propagate."""
         try:
-            with self._owner.lock:
-                state = str(self._session.jobStatus(external_id))
+            state = self.job_status(external_id)
         except self._drmaa.errors.InvalidJobException:
             return JOB_NOT_FOUND
         if state in (DONE, FAILED):
-            self._reap(external_id)
+            try:
+                with self._owner.lock:
+                    self._session.wait(external_id, self._drmaa.Session.TIMEOUT_NO_WAIT)
+            except self._drmaa.errors.DrmaaException:
+                pass
         return state
 
-    def _reap(self, external_id: str) -> None:
-        """Let the library drop its record of a finished job (it keeps one per job this
-        session submitted until someone waits for it)."""
+    def terminate(self, external_id: str) -> None:
+        """`kill`, where a job the DRM no longer knows is not an error."""
         try:
-            with self._owner.lock:
-                self._session.wait(external_id, self._drmaa.Session.TIMEOUT_NO_WAIT)
-        except self._drmaa.errors.DrmaaException:
-            pass
-
-    def kill(self, external_id: str) -> None:
-        """Terminate the job; a job the DRM no longer knows is not an error."""
-        try:
-            with self._owner.lock:
-                self._session.control(external_id, self._drmaa.JobControlAction.TERMINATE)
+            self.kill(external_id)
         except self._drmaa.errors.InvalidJobException:
             log.info("DRMAA job %s is already gone", external_id)
 
