@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-QUICK_MARKERS := not integration and not slurm and not sge and not reference and not rabbitmq
+QUICK_MARKERS := not integration and not slurm and not sge and not reference and not rabbitmq and not galaxy
 
 .PHONY: help setup-venv tests test-quick lint bench bench-mq bench-wsgi dist clean
 

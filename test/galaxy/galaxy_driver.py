@@ -1,0 +1,410 @@
+"""Runs Galaxy 26.1.2's own code against our `pulsar` package, inside the Galaxy venv of
+test/support/reference.py (`galaxy-app-26.1.2`), our checkout first on PYTHONPATH.
+
+`python -m test.galaxy.galaxy_driver <scenario> [json args]` prints one JSON object: what
+Galaxy's code did.  Only what Galaxy needs from its own application is stood in for
+(`StubApp`, `StubJobWrapper`: configuration values and the job's bookkeeping); every call
+into `pulsar` is made by Galaxy's code, unchanged.  The tests are in test_galaxy_code.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sys
+import time
+from types import SimpleNamespace
+from typing import Any, Callable
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def scenario(function: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    SCENARIOS[function.__name__.replace("_", "-")] = function
+    return function
+
+
+class RecordingHandler(logging.Handler):
+    """Galaxy reports many outcomes only in its log (a caught exception, a retry)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += " | " + repr(record.exc_info[1])
+        self.records.append(f"{record.levelname} {record.name}: {text}")
+
+
+LOG = RecordingHandler()
+logging.getLogger().addHandler(LOG)
+logging.getLogger().setLevel(logging.DEBUG)
+
+
+def stub_app(**config: Any) -> SimpleNamespace:
+    """The attributes of Galaxy's application object that the runners read."""
+    defaults = {"redact_email_in_job_name": True, "galaxy_infrastructure_url": "http://galaxy.invalid",
+                "data_dir": "/nonexistent", "metadata_strategy": "directory"}
+    return SimpleNamespace(config=SimpleNamespace(**{**defaults, **config}), model=SimpleNamespace(context=None))
+
+
+class StubJobWrapper:
+    """A Galaxy job wrapper's bookkeeping: state changes are recorded, nothing is persisted."""
+
+    def __init__(self, job_id: int = 1, state: str = "running", params: dict[str, Any] | None = None,
+                 external_id: str | None = None) -> None:
+        self.job_id = job_id
+        self.app = stub_app()
+        self.tool = SimpleNamespace(id="cat1", old_id="cat1", version="1.0.0")
+        self.user = None
+        self.state = state
+        self.changes: list[str] = []
+        self.job_destination = SimpleNamespace(params=params or {}, id="test", runner="test")
+        self.job = SimpleNamespace(id=job_id, finished=False, destination_params=params or {},
+                                   job_runner_external_id=external_id,
+                                   get_job_runner_external_id=lambda: external_id)
+
+    def get_id_tag(self) -> str:
+        return str(self.job_id)
+
+    def get_state(self) -> str:
+        return self.state
+
+    def change_state(self, state: str, **kwargs: Any) -> None:
+        self.changes.append(state)
+
+    def check_for_entry_points(self, **kwargs: Any) -> None:
+        pass
+
+    def has_limits(self) -> bool:
+        return False
+
+    def get_job(self) -> SimpleNamespace:
+        return self.job
+
+    def get_destination_configuration(self, key: str, default: Any = None) -> Any:
+        return default
+
+
+def _queued(runner: Any) -> list[str]:
+    names: list[str] = []
+    while True:
+        try:
+            method, _ = runner.work_queue.get_nowait()
+        except queue.Empty:
+            return names
+        names.append(method.__name__)
+
+
+@scenario
+def imports(args: dict[str, Any]) -> dict[str, Any]:
+    """Import every Galaxy module that imports `pulsar` (they do so at module level)."""
+    import galaxy.jobs  # COMMAND_VERSION_FILENAME, unconditionally
+    import galaxy.jobs.runners.pulsar as runners_pulsar
+    import galaxy.jobs.runners.util.cli.factory as cli_factory
+    import galaxy.jobs.runners.util.cli.shell.rsh as rsh
+    import galaxy.metadata.set_metadata as set_metadata
+    import galaxy.objectstore.pulsar as objectstore_pulsar
+    from galaxy.jobs.runners.util.cli import CliInterface
+
+    import pulsar
+
+    return {
+        "pulsar_file": pulsar.__file__,
+        "pulsar_version": pulsar.__version__,
+        "runner_imports": sorted(name for name in vars(runners_pulsar) if getattr(
+            getattr(runners_pulsar, name), "__module__", "").startswith("pulsar.")),
+        "command_version_filename": galaxy.jobs.COMMAND_VERSION_FILENAME,
+        "set_metadata_command_version": getattr(set_metadata, "COMMAND_VERSION_FILENAME", None),
+        "rsh_retry_module": rsh.RetryActionExecutor.__module__,
+        "cli_shells": sorted(CliInterface().cli_shells),
+        "cli_factory_module": cli_factory.CliInterface.__module__,
+        "objectstore_client_manager": repr(objectstore_pulsar.ObjectStoreClientManager),
+        "errors": [r for r in LOG.records if r.startswith(("ERROR", "WARNING"))],
+    }
+
+
+@scenario
+def objectstore(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.objectstore.pulsar.PulsarObjectStore.__build_pulsar_client: the object store
+    Galaxy 26.1 has commented out of its factory; our package has no ObjectStoreClientManager,
+    so Galaxy takes its own ImportError branch and refuses with its own message."""
+    import xml.etree.ElementTree as ET
+
+    from galaxy.objectstore.pulsar import PulsarObjectStore
+
+    store = PulsarObjectStore.__new__(PulsarObjectStore)
+    try:
+        store._PulsarObjectStore__build_pulsar_client(ET.fromstring('<object_store url="http://127.0.0.1:1/"/>'))
+    except Exception as exc:  # Galaxy raises a bare Exception here
+        return {"error": str(exc)}
+    return {"error": None}
+
+
+def _drmaa_runner(runner_class: Any) -> Any:
+    runner = runner_class(stub_app(), 1)
+    runner.work_queue = queue.Queue()  # the worker threads are not started: what is queued is the result
+    runner.watched = []
+    return runner
+
+
+def _template(directory: str, name: str, command: str) -> dict[str, Any]:
+    """The job template keys galaxy.jobs.runners.drmaa.DRMAAJobRunner.queue_job passes."""
+    import os
+
+    script = os.path.join(directory, f"{name}.sh")
+    with open(script, "w") as handle:
+        handle.write(f"#!/bin/sh\n{command}\n")
+    os.chmod(script, 0o755)
+    return {"remoteCommand": script, "jobName": name, "outputPath": f":{directory}/{name}.o",
+            "errorPath": f":{directory}/{name}.e", "nativeSpecification": "-q all.q -shell yes"}
+
+
+def _watch(runner: Any, ajs: Any, timeout: float = 120) -> dict[str, Any]:
+    """DRMAAJobRunner.check_watched_items, once a second as its monitor thread does, until the
+    job leaves the watch list."""
+    from galaxy.jobs.runners.drmaa import DRMAAJobState  # noqa: F401 (type of ajs)
+
+    runner.watched = [ajs]
+    seen = []
+    deadline = time.monotonic() + timeout
+    while runner.watched and time.monotonic() < deadline:
+        runner.check_watched_items()
+        seen.append(ajs.old_state)
+        time.sleep(0.5)
+    return {"watched_left": len(runner.watched), "states_seen": sorted({str(s) for s in seen if s}),
+            "queued": _queued(runner)}
+
+
+@scenario
+def drmaa_runner(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.jobs.runners.drmaa.DRMAAJobRunner on the real Grid Engine: __init__
+    (DrmaaSessionFactory().get()), run_job with queue_job's template, the monitor's
+    check_watched_items/check_watched_item_drmaa until the job is done, again once the job was
+    reaped and purged (drmaa.InvalidJobException -> finished OK by default), and stop_job for a
+    job already gone and for a running one."""
+    from galaxy.jobs.runners.drmaa import DRMAAJobRunner, DRMAAJobState
+
+    runner = _drmaa_runner(DRMAAJobRunner)
+    directory = args["directory"]
+    result: dict[str, Any] = {}
+
+    done_id = runner.ds.run_job(**_template(directory, "gx_done", "exit 0"))
+    wrapper = StubJobWrapper(external_id=done_id)
+    ajs = DRMAAJobState(job_wrapper=wrapper, job_destination=wrapper.job_destination, job_id=done_id,
+                        files_dir=directory)
+    result["done"] = {**_watch(runner, ajs), "changes": wrapper.changes}
+
+    # The job is still known to the session (status did not reap it): reap it as Univa's
+    # runner does, then the monitor meets a purged job.
+    import drmaa
+
+    info = runner.ds.session.wait(done_id, drmaa.Session.TIMEOUT_NO_WAIT)
+    result["wait_exit_status"] = info.exitStatus
+    purged = DRMAAJobState(job_wrapper=wrapper, job_destination=wrapper.job_destination, job_id=done_id,
+                           files_dir=directory)
+    result["purged"] = _watch(runner, purged, timeout=10)
+    result["stop_gone"] = _stop(runner, done_id)
+
+    running_id = runner.ds.run_job(**_template(directory, "gx_stop", "sleep 300"))
+    deadline = time.monotonic() + 120
+    while runner.ds.job_status(running_id) != drmaa.JobState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.3)
+    result["stop_running"] = _stop(runner, running_id)
+    while time.monotonic() < deadline:
+        try:
+            if runner.ds.job_status(running_id) in (drmaa.JobState.DONE, drmaa.JobState.FAILED):
+                break
+        except drmaa.InvalidJobException:
+            break
+        time.sleep(0.3)
+    else:
+        result["stop_running"].append("still alive after stop_job")
+    runner.ds.close()  # DRMAAJobRunner.shutdown's call
+    result["log"] = [r for r in LOG.records if "galaxy.jobs.runners" in r]
+    return result
+
+
+def _stop(runner: Any, external_id: str) -> list[str]:
+    before = len(LOG.records)
+    runner.stop_job(StubJobWrapper(external_id=external_id))
+    return [r for r in LOG.records[before:] if "galaxy.jobs.runners" in r]
+
+
+@scenario
+def univa_state(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.jobs.runners.univa.UnivaJobRunner._get_drmaa_state(job_id, ds, waitqacct=True):
+    ds.job_status, then ds.session.wait(job_id, TIMEOUT_NO_WAIT) for the exit status of the
+    finished job, which works only if job_status did not reap it.  drmaa.Session.wait is
+    wrapped to record what it returned, unchanged."""
+    import drmaa
+    from galaxy.jobs.runners.univa import UnivaJobRunner
+
+    waits: list[dict[str, Any]] = []
+    original_wait = drmaa.Session.wait
+
+    def recording_wait(*wait_args: Any, **wait_kwargs: Any) -> Any:  # a static method of drmaa.Session
+        info = original_wait(*wait_args, **wait_kwargs)
+        waits.append({"exit_status": info.exitStatus, "has_exited": bool(info.hasExited),
+                      "resource_keys": sorted(info.resourceUsage)})
+        return info
+
+    drmaa.Session.wait = staticmethod(recording_wait)
+    runner = _drmaa_runner(UnivaJobRunner)
+    job_id = runner.ds.run_job(**_template(args["directory"], "gx_univa", "exit 7"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if runner.ds.job_status(job_id) in (drmaa.JobState.DONE, drmaa.JobState.FAILED):
+            break
+        time.sleep(0.3)
+    extinfo: dict[str, Any] = {}
+    try:
+        state: Any = runner._get_drmaa_state(job_id, runner.ds, True, extinfo)
+    except KeyError as exc:  # a resource-usage name Univa has and Son of Grid Engine lacks
+        state = f"KeyError {exc.args[0]}"
+    runner.ds.close()
+    return {"state": str(state), "waits": waits, "extinfo": {k: str(v) for k, v in extinfo.items()}}
+
+
+class DatasetPath:
+    """The fields of galaxy.model.DatasetPath that get_output_fnames() callers read."""
+
+    def __init__(self, dataset_id: int, path: str) -> None:
+        self.dataset_id = dataset_id
+        self.real_path = self.false_path = path
+        self.false_extra_files_path = path[:-len(".dat")] + "_files"
+
+    def __str__(self) -> str:
+        return self.real_path
+
+
+class GalaxyJob(StubJobWrapper):
+    """A job wrapper for PulsarJobRunner.finish_job / stop_job: its local job directory, one
+    declared output, a tool with no discovered outputs; fail() and finish() are recorded."""
+
+    def __init__(self, job_id: int, state: str, params: dict[str, Any], directory: str,
+                 external_id: str | None = None) -> None:
+        import os
+
+        super().__init__(job_id, state, params, external_id)
+        self.working_directory = os.path.join(directory, str(job_id))
+        self.tool_working_directory = os.path.join(self.working_directory, "working")
+        for sub in ("working", "outputs", "metadata"):
+            os.makedirs(os.path.join(self.working_directory, sub), exist_ok=True)
+        self.output = os.path.join(directory, f"dataset_{job_id}.dat")
+        self.cleanup_job = "onsuccess"
+        self.tool = SimpleNamespace(id="cat1", old_id="cat1", version="1.0.0", outputs={}, output_collections={},
+                                    output_discover_patterns=[], uses_tool_provided_metadata=False)
+        self.job_io = SimpleNamespace(get_output_fnames=lambda: [DatasetPath(job_id, self.output)])
+        self.job.output_datasets, self.job.output_library_datasets = [], []
+        self.job.get_external_output_metadata = lambda: []
+        self.job.job_runner_name = "pulsar_rest"
+        self.failed: list[str] = []
+        self.finished: list[dict[str, Any]] = []
+
+    def get_version_string_path(self) -> str:
+        import os
+
+        return os.path.join(self.working_directory, "outputs", "COMMAND_VERSION")
+
+    def fail(self, message: str, **kwargs: Any) -> None:
+        self.failed.append(message)
+
+    def finish(self, stdout: str, stderr: str, exit_code: Any, **kwargs: Any) -> None:
+        self.finished.append({"stdout": stdout, "stderr": stderr, "exit_code": exit_code,
+                              "job_stdout": kwargs.get("job_stdout")})
+
+
+def _rest_runner(args: dict[str, Any]) -> Any:
+    from galaxy.jobs.runners.pulsar import PulsarRESTJobRunner
+    from galaxy.security.idencoding import IdEncodingHelper
+
+    app = stub_app(galaxy_infrastructure_url="http://127.0.0.1:1/", nginx_upload_job_files_path=None)
+    app.security = IdEncodingHelper(id_secret="contract-test-secret")
+    runner = PulsarRESTJobRunner(app, 1, **args.get("runner_params", {}))
+    runner._init_client_manager()  # start()'s second step: build_client_manager(**Galaxy's kwargs)
+    runner.work_queue = queue.Queue()
+    return runner
+
+
+def _submit(client: Any, command: str) -> str:
+    """What PulsarJobRunner.queue_job does once Galaxy's job wrapper has built the command:
+    setup, Galaxy's version gates, submit_job with a ClientJobDescription (the job wrapper's
+    part -- tool, inputs, config files -- is what needs a whole Galaxy)."""
+    from galaxy.jobs.runners.pulsar import PulsarJobRunner
+
+    from pulsar.client import ClientJobDescription, ClientOutputs, submit_job
+
+    remote_job_config = client.setup("cat1", "1.0.0", False)
+    PulsarJobRunner.check_job_config(remote_job_config, check_features={"remote_metadata": True,
+                                                                       "remote_container_handling": False})
+    description = ClientJobDescription(command_line=command, client_outputs=ClientOutputs(), env=client.env,
+                                       rewrite_paths=False, touch_outputs=[], remote_pulsar_app_config={})
+    return submit_job(client, description, remote_job_config)
+
+
+@scenario
+def rest_runner(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.jobs.runners.pulsar.PulsarRESTJobRunner against our server: _init_client_manager,
+    _populate_parameter_defaults, get_client (files/token endpoints, env), check_job_config,
+    check_watched_item until the job is finished, finish_job for a job that completed normally
+    and for one Galaxy deleted meanwhile (job_completed_normally=False: nothing fetched, remote
+    clean-up), stop_job of a running job, url_to_destination, client_manager.shutdown."""
+    import os
+
+    from galaxy.jobs import JobDestination
+    from galaxy.jobs.runners import AsynchronousJobState
+
+    runner = _rest_runner(args)
+    result: dict[str, Any] = {"manager": type(runner.client_manager).__module__}
+    for job_id, state in ((101, "ok"), (102, "deleted")):
+        destination = JobDestination(id="pulsar", runner="pulsar_rest",
+                                     params={"url": args["url"], "private_token": args["token"],
+                                             "remote_metadata": "true"})
+        runner._populate_parameter_defaults(destination)
+        wrapper = GalaxyJob(job_id, "running", destination.params, args["directory"])
+        client = runner.get_client(destination.params, job_id, [])
+        command = f"echo out > ../outputs/dataset_{job_id}.dat; echo tool-says-hi > ../metadata/tool_stdout"
+        external_id = _submit(client, command)
+        job_state = AsynchronousJobState(job_wrapper=wrapper, job_destination=destination, job_id=external_id)
+        deadline = time.monotonic() + 60
+        while runner.check_watched_item(job_state) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        queued = _queued(runner)
+        wrapper.state = state
+        runner.finish_job(job_state)
+        result[state] = {"external_id": external_id, "queued": queued, "failed": wrapper.failed,
+                         "finished": wrapper.finished, "changes": wrapper.changes,
+                         "output": open(wrapper.output).read() if os.path.exists(wrapper.output) else None,
+                         "status_after": runner.get_client(destination.params, job_id).get_status()}
+
+    destination = JobDestination(id="pulsar", runner="pulsar_rest", params={"url": args["url"],
+                                                                          "private_token": args["token"]})
+    runner._populate_parameter_defaults(destination)
+    client = runner.get_client(destination.params, 103, [])
+    external_id = _submit(client, "sleep 300")
+    wrapper = GalaxyJob(103, "deleting", destination.params, args["directory"], external_id=external_id)
+    runner.stop_job(wrapper)
+    deadline = time.monotonic() + 30
+    while client.get_status() != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result["stopped_status"] = client.get_status()
+    result["client_params"] = {k: client.destination_params.get(k) for k in (
+        "files_endpoint", "token_endpoint", "default_file_action", "rewrite_parameters", "dependency_resolution")}
+    result["url_to_destination"] = runner.url_to_destination("pulsar://secret@http://127.0.0.1:9/").params
+    runner.client_manager.shutdown()
+    result["errors"] = [r for r in LOG.records if r.startswith("ERROR")]
+    return result
+
+
+def main() -> None:
+    args = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    result = SCENARIOS[sys.argv[1]](args)
+    sys.stdout.write("\nRESULT " + json.dumps(result, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Galaxy 26.1.2's own code, unchanged, against our `pulsar` package (test/galaxy/galaxy_driver.py
+runs it in Galaxy's venv).  Each test names the Galaxy code it runs.  What needs a whole Galaxy
+(a job wrapper over a database and a toolbox: PulsarJobRunner.queue_job/finish_job) is mirrored
+call for call in test/client instead (test_end_to_end.py, test_finish_job.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.galaxy]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Run = Callable[..., dict[str, Any]]
+
+
+def test_every_galaxy_module_that_imports_pulsar_imports_ours(run_galaxy: Run) -> None:
+    """galaxy.jobs, galaxy.jobs.runners.pulsar, galaxy.metadata.set_metadata,
+    galaxy.jobs.runners.util.cli.shell.rsh, galaxy.jobs.runners.util.cli.factory,
+    galaxy.objectstore.pulsar (the seven modules of Galaxy 26.1.2 that import `pulsar`;
+    galaxy.jobs.runners.drmaa imports it in DRMAAJobRunner.__init__, see below)."""
+    result = run_galaxy("imports")
+    assert result["pulsar_file"] == str(ROOT / "pulsar" / "__init__.py")
+    assert result["command_version_filename"] == "COMMAND_VERSION"
+    assert result["set_metadata_command_version"] in (None, "COMMAND_VERSION")
+    assert result["rsh_retry_module"] == "pulsar.managers.util.retry"
+    # The CLI plugin loader logs (does not raise) a shell module that fails to import; with
+    # RetryActionExecutor importable the remote shells are all there.
+    assert {"LocalShell", "RemoteShell", "SecureShell", "ParamikoShell", "GlobusSecureShell"} <= set(
+        result["cli_shells"])
+    # Galaxy's own CliInterface wins; pulsar.managers.util.cli is its unreachable fallback.
+    assert result["cli_factory_module"] == "galaxy.jobs.runners.util.cli"
+    assert result["objectstore_client_manager"] == "None"
+    assert result["errors"] == []
+
+
+def test_pulsar_object_store_takes_galaxys_documented_branch(run_galaxy: Run) -> None:
+    """galaxy.objectstore.pulsar.PulsarObjectStore.__build_pulsar_client: without
+    ObjectStoreClientManager Galaxy refuses with its own message (the store is commented out of
+    Galaxy 26.1's object store factory; we serve no /objects routes)."""
+    assert run_galaxy("objectstore") == {"error": "Pulsar client code not available, cannot use this module."}
+
+
+@pytest.mark.sge
+def test_galaxy_drmaa_runner_on_grid_engine(run_galaxy: Run, sge: None, tmp_path: Path) -> None:
+    """galaxy.jobs.runners.drmaa.DRMAAJobRunner: __init__, check_watched_items /
+    check_watched_item_drmaa through a job's life, a purged job, stop_job."""
+    tmp_path.chmod(0o777)
+    result = run_galaxy("drmaa-runner", directory=str(tmp_path))
+    done = result["done"]
+    assert done["watched_left"] == 0 and done["queued"] == ["finish_job"], result
+    assert "running" in done["changes"] or done["states_seen"], result
+    assert result["wait_exit_status"] == 0  # job_status did not reap it
+    # Purged: drmaa.InvalidJobException, the runner's default invalidjobexception_state is ok.
+    assert result["purged"]["queued"] == ["finish_job"] and result["purged"]["watched_left"] == 0, result
+    assert any("InvalidJobException" in line for line in result["log"]), result["log"]
+    assert any("already dead" in line for line in result["stop_gone"]), result
+    assert any("Removed from DRM queue" in line for line in result["stop_running"]), result
+    assert not [line for line in result["log"] if "unable to check job status" in line and "ERROR" in line]
+
+
+@pytest.mark.sge
+def test_galaxy_univa_runner_reads_exit_status_after_status(run_galaxy: Run, sge: None, tmp_path: Path) -> None:
+    """galaxy.jobs.runners.univa.UnivaJobRunner._get_drmaa_state: ds.job_status, then
+    ds.session.wait(job_id, TIMEOUT_NO_WAIT) for the exit status -- which works only because
+    job_status did not reap the job.  Univa's accounting names wall time `wallclock`; Son of
+    Grid Engine (test/infra) names it `ru_wallclock`, so on it the runner stops at that key,
+    after the wait: a difference between the two DRMs, not in our session."""
+    tmp_path.chmod(0o777)
+    result = run_galaxy("univa-state", directory=str(tmp_path))
+    assert [(w["has_exited"], w["exit_status"]) for w in result["waits"]] == [(True, 7)], result
+    if result["state"].startswith("KeyError"):
+        assert result["state"] == "KeyError wallclock" and "ru_wallclock" in result["waits"][0]["resource_keys"]
+    else:
+        assert result["extinfo"].get("exit_status") == "7", result
+
+
+def test_galaxy_rest_runner_against_our_server(run_galaxy: Run, pulsar_server: Any, tmp_path: Path) -> None:
+    """galaxy.jobs.runners.pulsar.PulsarRESTJobRunner: _init_client_manager, get_client,
+    check_job_config, check_watched_item, finish_job (completed normally, and deleted:
+    issue 12's "no output fetched, clean-up happens"), stop_job, url_to_destination."""
+    result = run_galaxy("rest-runner", url=pulsar_server.url, token=pulsar_server.token, directory=str(tmp_path))
+    assert result["manager"] == "pulsar.client.manager"
+    ok, deleted = result["ok"], result["deleted"]
+    assert ok["queued"] == ["finish_job"] and ok["failed"] == [] and ok["output"] == "out\n", ok
+    assert [f["exit_code"] for f in ok["finished"]] == [0] and ok["finished"][0]["stdout"].strip() == "tool-says-hi"
+    assert deleted["queued"] == ["finish_job"] and deleted["failed"] == [] and deleted["output"] is None, deleted
+    for state in (ok, deleted):
+        assert state["status_after"] == "lost", state  # cleaned up on the server
+    log = pulsar_server.log_text()
+    assert '"GET /jobs/101/files' in log and '"GET /jobs/102/files' not in log
+    assert result["stopped_status"] == "cancelled"
+    params = result["client_params"]
+    assert params["files_endpoint"].startswith("http://127.0.0.1:1/api/jobs/") and "job_key=" in params["files_endpoint"]
+    assert "/oidc-tokens?job_key=" in params["token_endpoint"]
+    assert (params["default_file_action"], params["rewrite_parameters"], params["dependency_resolution"]) == (
+        "transfer", "true", "remote")
+    assert result["url_to_destination"] == {"url": "http://127.0.0.1:9/", "private_token": "secret"}
+    assert result["errors"] == []
