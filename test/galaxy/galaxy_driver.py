@@ -281,6 +281,33 @@ class DatasetPath:
         return self.real_path
 
 
+class LocalPaths:
+    """job_wrapper.default_compute_environment(): Galaxy's own paths, no rewriting."""
+
+    def __init__(self, wrapper: GalaxyJob) -> None:
+        self.wrapper = wrapper
+
+    def working_directory(self) -> str:
+        return self.wrapper.working_directory
+
+    def version_path(self) -> str:
+        return self.wrapper.get_version_string_path()
+
+    def input_path_rewrite(self, dataset: Any) -> None:
+        return None
+
+    def output_path_rewrite(self, dataset: Any) -> None:
+        return None
+
+
+class Dataset:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_file_name(self) -> str:
+        return self.path
+
+
 class GalaxyJob(StubJobWrapper):
     """A job wrapper for PulsarJobRunner.finish_job / stop_job: its local job directory, one
     declared output, a tool with no discovered outputs; fail() and finish() are recorded."""
@@ -298,12 +325,17 @@ class GalaxyJob(StubJobWrapper):
         self.cleanup_job = "onsuccess"
         self.tool = SimpleNamespace(id="cat1", old_id="cat1", version="1.0.0", outputs={}, output_collections={},
                                     output_discover_patterns=[], uses_tool_provided_metadata=False)
-        self.job_io = SimpleNamespace(get_output_fnames=lambda: [DatasetPath(job_id, self.output)])
+        self.job_io = SimpleNamespace(get_output_fnames=lambda: [DatasetPath(job_id, self.output)],
+                                      get_output_basenames=lambda: [os.path.basename(self.output)])
+        self.job.user = None
         self.job.output_datasets, self.job.output_library_datasets = [], []
         self.job.get_external_output_metadata = lambda: []
         self.job.job_runner_name = "pulsar_rest"
         self.failed: list[str] = []
         self.finished: list[dict[str, Any]] = []
+
+    def default_compute_environment(self) -> LocalPaths:
+        return LocalPaths(self)
 
     def get_version_string_path(self) -> str:
         import os
@@ -318,12 +350,25 @@ class GalaxyJob(StubJobWrapper):
                               "job_stdout": kwargs.get("job_stdout")})
 
 
+ID_SECRET = "contract-test-secret"
+
+
+@scenario
+def encode(args: dict[str, Any]) -> dict[str, Any]:
+    """The job_key Galaxy puts into files_endpoint for each job id (a test's fake Galaxy checks it)."""
+    from galaxy.security.idencoding import IdEncodingHelper
+
+    helper = IdEncodingHelper(id_secret=ID_SECRET)
+    return {str(i): {"encoded": helper.encode_id(i), "job_key": helper.encode_id(i, kind="jobs_files")}
+            for i in args["ids"]}
+
+
 def _rest_runner(args: dict[str, Any]) -> Any:
     from galaxy.jobs.runners.pulsar import PulsarRESTJobRunner
     from galaxy.security.idencoding import IdEncodingHelper
 
     app = stub_app(galaxy_infrastructure_url="http://127.0.0.1:1/", nginx_upload_job_files_path=None)
-    app.security = IdEncodingHelper(id_secret="contract-test-secret")
+    app.security = IdEncodingHelper(id_secret=ID_SECRET)
     runner = PulsarRESTJobRunner(app, 1, **args.get("runner_params", {}))
     runner._init_client_manager()  # start()'s second step: build_client_manager(**Galaxy's kwargs)
     runner.work_queue = queue.Queue()
@@ -400,10 +445,107 @@ def rest_runner(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@scenario
+def mq_runner(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.jobs.runners.pulsar.PulsarMQJobRunner against our server over the real broker:
+    _init_client_manager (amqp_url, manager, persistence_directory), _monitor
+    (ensure_has_status_update_callback with Galaxy's __async_update, ensure_has_ack_consumers),
+    get_client_from_wrapper, PulsarComputeEnvironment (our PathMapper) for the remote input and
+    output paths, Galaxy's __client_outputs, status updates through __async_update until
+    mark_as_finished, finish_job, client_manager.shutdown.  The server pulls the input from and
+    pushes the output to the test's fake Galaxy files API (remote_transfer)."""
+    import os
+
+    from galaxy.jobs import JobDestination
+    from galaxy.jobs.handler import JobHandlerQueue
+    from galaxy.jobs.runners import AsynchronousJobState
+    from galaxy.jobs.runners.pulsar import PulsarComputeEnvironment, PulsarJobRunner, PulsarMQJobRunner
+    from galaxy.security.idencoding import IdEncodingHelper
+
+    from pulsar.client import CLIENT_INPUT_PATH_TYPES, ClientInput, ClientInputs, ClientJobDescription, submit_job
+
+    pairs: dict[str, tuple[Any, Any]] = {}
+
+    class Jobs(JobHandlerQueue):  # __async_update asserts the type, then asks for the job
+        def __init__(self) -> None:
+            pass
+
+        def job_pair_for_id(self, job_id: Any) -> tuple[Any, Any]:
+            return pairs[str(job_id)]
+
+    app = stub_app(nginx_upload_job_files_path=None)
+    app.model.context = SimpleNamespace(get_transaction=lambda: None)  # check_database_connection
+    app.security = IdEncodingHelper(id_secret=ID_SECRET)
+    app.job_manager = SimpleNamespace(job_handler=SimpleNamespace(job_queue=Jobs()))
+    runner = PulsarMQJobRunner(app, 1, amqp_url=args["amqp_url"], manager=args["manager"],
+                               galaxy_url=args["galaxy_url"], persistence_directory=args["persistence"])
+    runner._init_client_manager()
+    runner.work_queue = queue.Queue()
+    runner._monitor()
+
+    job_id = int(args["job_id"])
+    destination = JobDestination(id="pulsar_mq", runner="pulsar_mq", params={"jobs_directory": args["jobs_directory"],
+                                                                         "remote_metadata": "true"})
+    runner._populate_parameter_defaults(destination)
+    wrapper = GalaxyJob(job_id, "queued", destination.params, args["directory"])
+    wrapper.job_destination = destination
+    pairs[str(job_id)] = (wrapper.job, wrapper)
+    client = runner.get_client_from_wrapper(wrapper)
+    remote_job_config = client.setup("cat1", "1.0.0", False)
+    PulsarJobRunner.check_job_config(remote_job_config, check_features={"remote_metadata": True,
+                                                                       "remote_container_handling": False})
+    compute = PulsarComputeEnvironment(client, wrapper, remote_job_config)
+    remote_input = compute.input_path_rewrite(Dataset(args["input"]))
+    remote_output = compute.output_path_rewrite(Dataset(wrapper.output))
+    command = f"cat {remote_input} > {remote_output}; echo tool-says-hi > ../metadata/tool_stdout"
+    client_inputs = ClientInputs([ClientInput(args["input"], CLIENT_INPUT_PATH_TYPES.INPUT_PATH, object_store_ref={
+        "dataset_id": 1, "dataset_uuid": "0" * 32, "object_store_id": None})])
+    description = ClientJobDescription(
+        command_line=command, input_files=None, client_inputs=client_inputs,
+        client_outputs=runner._PulsarJobRunner__client_outputs(client, wrapper, remote_job_config),
+        working_directory=wrapper.tool_working_directory,
+        metadata_directory=os.path.join(wrapper.working_directory, "metadata"), tool=None, config_files=[],
+        dependencies_description=None, env=client.env, rewrite_paths=False, arbitrary_files={},
+        touch_outputs=compute.output_names(), remote_pulsar_app_config={}, job_directory_files=[], container=None,
+        guest_ports=[], tool_directory_required_files=None)
+    external_id = submit_job(client, description, remote_job_config)
+    wrapper.job.job_runner_external_id = external_id
+    wrapper.job.get_job_runner_external_id = lambda: external_id
+
+    deadline = time.monotonic() + 90
+    queued: list[str] = []
+    while not queued and time.monotonic() < deadline:
+        time.sleep(0.2)
+        queued = _queued(runner)
+    result: dict[str, Any] = {"external_id": external_id, "remote_input": remote_input,
+                              "remote_output": remote_output, "queued": queued, "changes": wrapper.changes}
+    if queued == ["finish_job"]:
+        wrapper.state = "running"
+        runner.finish_job(AsynchronousJobState(job_wrapper=wrapper, job_destination=destination, job_id=external_id))
+    result.update(failed=wrapper.failed, finished=wrapper.finished,
+                  output=open(wrapper.output).read() if os.path.exists(wrapper.output) else None)
+    runner.client_manager.shutdown()
+    result["errors"] = [r for r in LOG.records if r.startswith("ERROR")]
+    return result
+
+
 def main() -> None:
+    """Run one scenario; exit at once afterwards, so a thread Galaxy's code left running (the
+    message-queue consumers after a failure, say) cannot keep the process and the test waiting."""
+    import os
+    import traceback
+
     args = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
-    result = SCENARIOS[sys.argv[1]](args)
-    sys.stdout.write("\nRESULT " + json.dumps(result, default=str) + "\n")
+    try:
+        result = SCENARIOS[sys.argv[1]](args)
+        sys.stdout.write("\nRESULT " + json.dumps(result, default=str) + "\n")
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

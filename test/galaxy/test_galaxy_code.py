@@ -100,3 +100,38 @@ def test_galaxy_rest_runner_against_our_server(run_galaxy: Run, pulsar_server: A
         "transfer", "true", "remote")
     assert result["url_to_destination"] == {"url": "http://127.0.0.1:9/", "private_token": "secret"}
     assert result["errors"] == []
+
+
+@pytest.mark.rabbitmq
+def test_galaxy_mq_runner_against_our_server(run_galaxy: Run, amqp_url: str, unique_manager: str,
+                                             tmp_path: Path) -> None:
+    """galaxy.jobs.runners.pulsar.PulsarMQJobRunner: client manager and consumers (_monitor),
+    get_client_from_wrapper, PulsarComputeEnvironment, status updates into __async_update,
+    finish_job -- our server in message-queue mode pulling the input from and pushing the
+    output to a fake Galaxy files API that checks Galaxy's own job_key."""
+    from pulsar import core
+    from test.support.galaxy_files import FakeGalaxy
+
+    keys = run_galaxy("encode", ids=[301])["301"]
+    staging = tmp_path / "staging"
+    app = core.PulsarApp(staging_directory=str(staging), persistence_directory=str(tmp_path / "server-persist"),
+                         message_queue_url=amqp_url, managers={unique_manager: {"type": "queued_python"}},
+                         min_polling_interval=0.1)
+    try:
+        with FakeGalaxy(tmp_path / "galaxy", job_key=keys["job_key"]) as galaxy:
+            data = galaxy.root / "dataset_1.dat"
+            data.write_text("the input\n")
+            result = run_galaxy("mq-runner", amqp_url=amqp_url, manager=unique_manager, galaxy_url=galaxy.url,
+                                persistence=str(tmp_path / "galaxy-persist"), jobs_directory=str(staging),
+                                directory=str(galaxy.root), input=str(data), job_id=301)
+            requests = {(r.method, r.file_type, Path(r.path or "").name, r.status) for r in galaxy.requests}
+    finally:
+        app.shutdown()
+    assert result["queued"] == ["finish_job"], result
+    assert "running" in result["changes"], result
+    assert result["remote_input"].startswith(str(staging / "301" / "inputs")), result
+    assert result["output"] == "the input\n" and result["failed"] == [], result
+    assert [f["exit_code"] for f in result["finished"]] == [0] and result["finished"][0]["stdout"].strip() == "tool-says-hi"
+    assert ("GET", "input", "dataset_1.dat", 200) in requests and ("POST", "output", "dataset_301.dat", 200) in requests
+    assert all(r.job_id == keys["encoded"] for r in galaxy.requests)
+    assert result["errors"] == [], result["errors"]
