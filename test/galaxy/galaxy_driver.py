@@ -109,10 +109,15 @@ def imports(args: dict[str, Any]) -> dict[str, Any]:
     import galaxy.metadata.set_metadata as set_metadata
     import galaxy.objectstore.pulsar as objectstore_pulsar
     from galaxy.jobs.runners.util.cli import CliInterface
+    from galaxy.jobs.runners.util.cli import split_params as galaxy_split_params
 
     import pulsar
+    from pulsar.managers.util.cli import split_params
 
+    sample = {"shell_plugin": "SecureShell", "shell_hostname": "h", "job_plugin": "Slurm", "job_shell_x": "1",
+              "shell_job_y": "2", "other": "3"}
     return {
+        "split_params_same": split_params(sample) == galaxy_split_params(sample),
         "pulsar_file": pulsar.__file__,
         "pulsar_version": pulsar.__version__,
         "runner_imports": sorted(name for name in vars(runners_pulsar) if getattr(
@@ -527,6 +532,67 @@ def mq_runner(args: dict[str, Any]) -> dict[str, Any]:
     runner.client_manager.shutdown()
     result["errors"] = [r for r in LOG.records if r.startswith("ERROR")]
     return result
+
+
+@scenario
+def embedded_runner(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.jobs.runners.pulsar.PulsarEmbeddedJobRunner: _init_client_manager builds
+    pulsar.core.PulsarApp(**conf) itself (job_metrics = Galaxy's JobMetrics, staging and
+    persistence directories under data_dir, galaxy_home) and build_client_manager(pulsar_app=)
+    -- the in-process client, default file action `copy` -- then a job through get_client,
+    check_watched_item and finish_job, and runner.shutdown's client_manager.shutdown() and
+    pulsar_app.shutdown()."""
+    import os
+
+    from galaxy.job_metrics import JobMetrics
+    from galaxy.jobs import JobDestination
+    from galaxy.jobs.runners import AsynchronousJobState
+    from galaxy.jobs.runners.pulsar import PulsarEmbeddedJobRunner
+    from galaxy.security.idencoding import IdEncodingHelper
+
+    app = stub_app(galaxy_infrastructure_url="http://127.0.0.1:1/", nginx_upload_job_files_path=None,
+                   data_dir=args["directory"])
+    app.security = IdEncodingHelper(id_secret=ID_SECRET)
+    app.job_metrics = JobMetrics()
+    runner = PulsarEmbeddedJobRunner(app, 1)
+    runner._init_client_manager()
+    runner.work_queue = queue.Queue()
+    result: dict[str, Any] = {"app": type(runner.pulsar_app).__module__,
+                              "staging": sorted(os.listdir(args["directory"]))}
+    destination = JobDestination(id="embedded", runner="pulsar_embedded", params={"remote_metadata": "true"})
+    runner._populate_parameter_defaults(destination)
+    wrapper = GalaxyJob(401, "running", destination.params, os.path.join(args["directory"], "galaxy"))
+    client = runner.get_client(destination.params, 401, [])
+    command = "echo out > ../outputs/dataset_401.dat; echo tool-says-hi > ../metadata/tool_stdout"
+    external_id = _submit(client, command)
+    job_state = AsynchronousJobState(job_wrapper=wrapper, job_destination=destination, job_id=external_id)
+    deadline = time.monotonic() + 60
+    while runner.check_watched_item(job_state) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result["queued"] = _queued(runner)
+    runner.finish_job(job_state)
+    result.update(failed=wrapper.failed, finished=wrapper.finished,
+                  output=open(wrapper.output).read() if os.path.exists(wrapper.output) else None,
+                  default_file_action=client.destination_params.get("default_file_action"))
+    runner.client_manager.shutdown()
+    runner.pulsar_app.shutdown()
+    result["errors"] = [r for r in LOG.records if r.startswith("ERROR")]
+    return result
+
+
+@scenario
+def paramiko_shell(args: dict[str, Any]) -> dict[str, Any]:
+    """galaxy.jobs.runners.util.cli.shell.rsh.ParamikoShell, built by Galaxy's CliInterface as
+    the CLI runner builds its shell: __init__ constructs RetryActionExecutor(max_retries=100,
+    interval_max=300), execute() runs the command through its .execute(callable) and reads
+    the channel the callable returned."""
+    from galaxy.jobs.runners.util.cli import CliInterface
+
+    shell = CliInterface().get_shell_plugin({"plugin": "ParamikoShell", "username": args["username"], **args["sshd"]})
+    executor = shell.retry_action_executor
+    out = shell.execute("echo hello-from-galaxy; echo err >&2; exit 3")
+    return {"executor": f"{type(executor).__module__}.{type(executor).__name__}",
+            "stdout": out.stdout, "stderr": out.stderr, "returncode": out.returncode}
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def test_every_galaxy_module_that_imports_pulsar_imports_ours(run_galaxy: Run) -
     # Galaxy's own CliInterface wins; pulsar.managers.util.cli is its unreachable fallback.
     assert result["cli_factory_module"] == "galaxy.jobs.runners.util.cli"
     assert result["objectstore_client_manager"] == "None"
+    assert result["split_params_same"]  # pulsar.managers.util.cli.split_params: Galaxy's fallback
     assert result["errors"] == []
 
 
@@ -135,3 +136,25 @@ def test_galaxy_mq_runner_against_our_server(run_galaxy: Run, amqp_url: str, uni
     assert ("GET", "input", "dataset_1.dat", 200) in requests and ("POST", "output", "dataset_301.dat", 200) in requests
     assert all(r.job_id == keys["encoded"] for r in galaxy.requests)
     assert result["errors"] == [], result["errors"]
+
+
+def test_galaxy_embedded_runner_builds_our_app(run_galaxy: Run, tmp_path: Path) -> None:
+    """galaxy.jobs.runners.pulsar.PulsarEmbeddedJobRunner: PulsarApp(**conf) with Galaxy's
+    defaults, the in-process client, a job with the `copy` action, shutdown."""
+    result = run_galaxy("embedded-runner", directory=str(tmp_path))
+    assert result["app"] == "pulsar.core"
+    assert {"pulsar_staging", "pulsar_persisted_data"} <= set(result["staging"]), result
+    assert result["default_file_action"] == "copy"
+    assert result["queued"] == ["finish_job"] and result["failed"] == [] and result["output"] == "out\n", result
+    assert [f["exit_code"] for f in result["finished"]] == [0] and result["finished"][0]["stdout"].strip() == "tool-says-hi"
+    assert result["errors"] == [], result["errors"]
+
+
+def test_galaxy_paramiko_shell_uses_our_retry_executor(run_galaxy: Run, sshd: dict[str, str]) -> None:
+    """galaxy.jobs.runners.util.cli.shell.rsh.ParamikoShell.__init__/execute (Galaxy's CLI
+    runner, shell_plugin ParamikoShell) with our RetryActionExecutor, against a real sshd."""
+    import getpass
+
+    result = run_galaxy("paramiko-shell", username=getpass.getuser(), sshd=sshd)
+    assert result == {"executor": "pulsar.managers.util.retry.RetryActionExecutor", "stdout": "hello-from-galaxy\n",
+                      "stderr": "err\n", "returncode": 3}

@@ -304,3 +304,7 @@ def test_cli_compat_entry_points() -> None:
     assert isinstance(shell, SecureShell) and isinstance(plugin, LSF) and plugin.params == {"queue": "q"}
     with pytest.raises(ValueError, match="unknown CLI plugin 'PBSPro'"):
         CliInterface().get_plugins({}, {"plugin": "PBSPro"})
+    # Galaxy's contract: the shell defaults to LocalShell, the job plugin must be named.
+    assert isinstance(CliInterface().get_shell_plugin({}), LocalShell)
+    with pytest.raises(ValueError, match="no job plugin"):
+        CliInterface().get_job_interface({"queue": "q"})

@@ -23,20 +23,30 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 class CliInterface:
-    """Builds a (shell, job plugin) pair from split params."""
+    """Builds a (shell, job plugin) pair from split params, as Galaxy's class of the same name
+    does: the shell defaults to LocalShell, the job plugin must be named.  (Galaxy imports this
+    only as the fallback for its own copy, which lives in the same package as the importing
+    module, so Galaxy 26.1 never reaches it; the plugins returned are ours.)"""
 
     def get_plugins(self, shell_params: Mapping[str, Any], job_params: Mapping[str, Any]) -> tuple[Shell, JobPlugin]:
-        shell_params, job_params = dict(shell_params), dict(job_params)
-        shell_name = str(shell_params.pop("plugin", "LocalShell"))
-        job_name = str(job_params.pop("plugin", "Slurm"))
-        try:
-            shell_class, job_class = SHELLS[shell_name], JOB_PLUGINS[job_name]
-        except KeyError as exc:
-            raise ValueError(f"unknown CLI plugin {exc.args[0]!r}") from None
-        return shell_class(shell_params), job_class(job_params)
+        return self.get_shell_plugin(shell_params), self.get_job_interface(job_params)
 
     def get_shell_plugin(self, shell_params: Mapping[str, Any]) -> Shell:
-        return self.get_plugins(shell_params, {})[0]
+        params = dict(shell_params)
+        shell: Shell = _plugin(SHELLS, str(params.pop("plugin", "LocalShell")))(params)
+        return shell
 
     def get_job_interface(self, job_params: Mapping[str, Any]) -> JobPlugin:
-        return self.get_plugins({}, job_params)[1]
+        params = dict(job_params)
+        name = params.pop("plugin", None)
+        if not name:
+            raise ValueError("no job plugin parameter (job_plugin) given, cannot build a CLI job interface")
+        plugin: JobPlugin = _plugin(JOB_PLUGINS, str(name))(params)
+        return plugin
+
+
+def _plugin(plugins: Mapping[str, type[Any]], name: str) -> type[Any]:
+    try:
+        return plugins[name]
+    except KeyError:
+        raise ValueError(f"unknown CLI plugin {name!r}") from None
