@@ -410,7 +410,7 @@ def rest_runner(args: dict[str, Any]) -> dict[str, Any]:
 
     runner = _rest_runner(args)
     result: dict[str, Any] = {"manager": type(runner.client_manager).__module__}
-    for job_id, state in ((101, "ok"), (102, "deleted")):
+    for job_id, state in ((101, "ok"), (102, "deleted"), (104, "error")):
         destination = JobDestination(id="pulsar", runner="pulsar_rest",
                                      params={"url": args["url"], "private_token": args["token"],
                                              "remote_metadata": "true"})
@@ -437,11 +437,18 @@ def rest_runner(args: dict[str, Any]) -> dict[str, Any]:
     client = runner.get_client(destination.params, 103, [])
     external_id = _submit(client, "sleep 300")
     wrapper = GalaxyJob(103, "deleting", destination.params, args["directory"], external_id=external_id)
-    runner.stop_job(wrapper)
+    runner.stop_job(wrapper)  # the user deleted the running job
     deadline = time.monotonic() + 30
     while client.get_status() != "cancelled" and time.monotonic() < deadline:
         time.sleep(0.2)
     result["stopped_status"] = client.get_status()
+    job_state = AsynchronousJobState(job_wrapper=wrapper, job_destination=destination, job_id=external_id)
+    result["stopped_watch"] = runner.check_watched_item(job_state)  # cancelled: mark_as_finished
+    result["stopped_queued"] = _queued(runner)
+    wrapper.state = "deleted"
+    runner.finish_job(job_state)
+    result["stopped_failed"] = wrapper.failed
+    result["stopped_status_after"] = client.get_status()
     result["client_params"] = {k: client.destination_params.get(k) for k in (
         "files_endpoint", "token_endpoint", "default_file_action", "rewrite_parameters", "dependency_resolution")}
     result["url_to_destination"] = runner.url_to_destination("pulsar://secret@http://127.0.0.1:9/").params

@@ -81,19 +81,27 @@ def test_galaxy_univa_runner_reads_exit_status_after_status(run_galaxy: Run, sge
 
 def test_galaxy_rest_runner_against_our_server(run_galaxy: Run, pulsar_server: Any, tmp_path: Path) -> None:
     """galaxy.jobs.runners.pulsar.PulsarRESTJobRunner: _init_client_manager, get_client,
-    check_job_config, check_watched_item, finish_job (completed normally, and deleted:
-    issue 12's "no output fetched, clean-up happens"), stop_job, url_to_destination."""
+    check_job_config, check_watched_item, finish_job (completed normally; deleted or errored,
+    and cancelled through stop_job: issue 12's "no output fetched, clean-up happens"),
+    url_to_destination."""
     result = run_galaxy("rest-runner", url=pulsar_server.url, token=pulsar_server.token, directory=str(tmp_path))
     assert result["manager"] == "pulsar.client.manager"
-    ok, deleted = result["ok"], result["deleted"]
+    ok = result["ok"]
     assert ok["queued"] == ["finish_job"] and ok["failed"] == [] and ok["output"] == "out\n", ok
     assert [f["exit_code"] for f in ok["finished"]] == [0] and ok["finished"][0]["stdout"].strip() == "tool-says-hi"
-    assert deleted["queued"] == ["finish_job"] and deleted["failed"] == [] and deleted["output"] is None, deleted
-    for state in (ok, deleted):
-        assert state["status_after"] == "lost", state  # cleaned up on the server
+    for state in ("deleted", "error"):  # Galaxy passes job_completed_normally=False
+        finished = result[state]
+        assert finished["queued"] == ["finish_job"] and finished["failed"] == [] and finished["output"] is None, finished
+    for state in ("ok", "deleted", "error"):
+        assert result[state]["status_after"] == "lost", result[state]  # cleaned up on the server
+    # cancelled by the user (stop_job), then finished as deleted: nothing fetched, cleaned up
+    assert result["stopped_status"] == "cancelled" and result["stopped_watch"] is None, result
+    assert result["stopped_queued"] == ["finish_job"] and result["stopped_failed"] == [], result
+    assert result["stopped_status_after"] == "lost", result
     log = pulsar_server.log_text()
-    assert '"GET /jobs/101/files' in log and '"GET /jobs/102/files' not in log
-    assert result["stopped_status"] == "cancelled"
+    assert '"GET /jobs/101/files' in log
+    for job_id in (102, 103, 104):
+        assert f'"GET /jobs/{job_id}/files' not in log and f'"DELETE /jobs/{job_id}' in log, job_id
     params = result["client_params"]
     assert params["files_endpoint"].startswith("http://127.0.0.1:1/api/jobs/") and "job_key=" in params["files_endpoint"]
     assert "/oidc-tokens?job_key=" in params["token_endpoint"]
