@@ -205,3 +205,17 @@ def test_get_transport_names() -> None:
     assert isinstance(get_transport("urllib", timeout="5"), UrllibTransport)
     with pytest.raises(ValueError):
         get_transport("carrier-pigeon")
+
+
+def test_curl_transport_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Galaxy passes transport=None unless configured; the reference then reads
+    PULSAR_CURL_TRANSPORT.  Ours serves "curl" with requests."""
+    from pulsar.client.transport.requests_transport import RequestsTransport
+
+    monkeypatch.delenv("PULSAR_CURL_TRANSPORT", raising=False)
+    assert isinstance(get_transport(None), HttpClientTransport)
+    monkeypatch.setenv("PULSAR_CURL_TRANSPORT", "1")
+    assert isinstance(get_transport(None), RequestsTransport)
+    assert isinstance(get_transport("http"), HttpClientTransport)  # a configured name wins
+    monkeypatch.setenv("PULSAR_CURL_TRANSPORT", "0")
+    assert isinstance(get_transport(None), HttpClientTransport)

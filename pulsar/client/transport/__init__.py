@@ -10,6 +10,7 @@ by cost: see `http_transport`.
 from __future__ import annotations
 
 import logging
+import os
 
 from pulsar.client.exceptions import UnsupportedClientMode
 from pulsar.client.transport.base import FileBody, HttpRequest, HttpResponse, Transport
@@ -31,7 +32,10 @@ def requests_available() -> bool:
 
 
 def get_transport(name: str | None = None, timeout: float | str | None = None) -> Transport:
-    """Build the transport called `name` (None or "http": `HttpClientTransport`)."""
+    """Build the transport called `name` (None or "http": `HttpClientTransport`).  With no
+    name, `PULSAR_CURL_TRANSPORT` set (not "0") asks for "curl", as with the reference client."""
+    if name is None and os.environ.get("PULSAR_CURL_TRANSPORT", "0") not in ("", "0"):
+        name = "curl"
     timeout_value = float(timeout) if timeout not in (None, "") else None
     if name in (None, "", "http"):
         return HttpClientTransport(timeout=timeout_value)
