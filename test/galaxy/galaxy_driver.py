@@ -452,6 +452,31 @@ def rest_runner(args: dict[str, Any]) -> dict[str, Any]:
     result["client_params"] = {k: client.destination_params.get(k) for k in (
         "files_endpoint", "token_endpoint", "default_file_action", "rewrite_parameters", "dependency_resolution")}
     result["url_to_destination"] = runner.url_to_destination("pulsar://secret@http://127.0.0.1:9/").params
+
+    # check_watched_item_state: a server that does not answer raises PulsarClientTransportError,
+    # which Galaxy logs and retries next cycle (any other exception would finish the job).
+    gone = JobDestination(id="gone", runner="pulsar_rest", params={"url": "http://127.0.0.1:1/"})
+    runner._populate_parameter_defaults(gone)
+    gone_state = AsynchronousJobState(job_wrapper=GalaxyJob(105, "running", gone.params, args["directory"]),
+                                      job_destination=gone, job_id="105")
+    result["unreachable_watch_kept"] = runner.check_watched_item(gone_state) is gone_state
+    result["unreachable_queued"] = _queued(runner)
+    result["unreachable_logged"] = [r for r in LOG.records if "Communication error with Pulsar server" in r]
+    LOG.records = [r for r in LOG.records if "Communication error with Pulsar server" not in r]
+
+    # __client_outputs, as finish_job builds it: Galaxy copies DEFAULT_DYNAMIC_COLLECTION_PATTERN
+    # and extends it; extended metadata done remotely takes EXTENDED_METADATA_DYNAMIC_COLLECTION_PATTERN.
+    outputs = {}
+    for strategy, remote in (("directory", "false"), ("extended", "true")):
+        params = {**destination.params, "remote_metadata": remote}
+        wrapper = GalaxyJob(106, "running", params, args["directory"])
+        wrapper.get_destination_configuration = lambda key, default=None, s=strategy: (  # type: ignore[method-assign]
+            s if key == "metadata_strategy" else default)
+        wrapper.tool.output_discover_patterns = ["extra_(?P<designation>.*)"]
+        built = runner._PulsarJobRunner__client_outputs(runner.get_client(params, 106), wrapper,
+                                                         {"pulsar_version": "0.15.0"})
+        outputs[strategy] = built.to_dict()
+    result["client_outputs"] = outputs
     runner.client_manager.shutdown()
     result["errors"] = [r for r in LOG.records if r.startswith("ERROR")]
     return result

@@ -81,8 +81,10 @@ def test_galaxy_univa_runner_reads_exit_status_after_status(run_galaxy: Run, sge
 
 def test_galaxy_rest_runner_against_our_server(run_galaxy: Run, pulsar_server: Any, tmp_path: Path) -> None:
     """galaxy.jobs.runners.pulsar.PulsarRESTJobRunner: _init_client_manager, get_client,
-    check_job_config, check_watched_item, finish_job (completed normally; deleted or errored,
-    and cancelled through stop_job: issue 12's "no output fetched, clean-up happens"),
+    check_job_config, check_watched_item (and, for a server that does not answer,
+    check_watched_item_state's PulsarClientTransportError branch), finish_job (completed
+    normally; deleted or errored, and cancelled through stop_job: issue 12's "no output
+    fetched, clean-up happens"), __client_outputs with the two collection patterns,
     url_to_destination."""
     result = run_galaxy("rest-runner", url=pulsar_server.url, token=pulsar_server.token, directory=str(tmp_path))
     assert result["manager"] == "pulsar.client.manager"
@@ -108,6 +110,16 @@ def test_galaxy_rest_runner_against_our_server(run_galaxy: Run, pulsar_server: A
     assert (params["default_file_action"], params["rewrite_parameters"], params["dependency_resolution"]) == (
         "transfer", "true", "remote")
     assert result["url_to_destination"] == {"url": "http://127.0.0.1:9/", "private_token": "secret"}
+    assert result["unreachable_watch_kept"] and result["unreachable_queued"] == [], result
+    assert len(result["unreachable_logged"]) == 1, result["unreachable_logged"]
+    from pulsar.client.staging import DEFAULT_DYNAMIC_COLLECTION_PATTERN, EXTENDED_METADATA_DYNAMIC_COLLECTION_PATTERN
+
+    directory, extended = result["client_outputs"]["directory"], result["client_outputs"]["extended"]
+    # an old server version: Galaxy appends the tool's raw discovery patterns to its copy
+    assert directory["dynamic_outputs"] == [*DEFAULT_DYNAMIC_COLLECTION_PATTERN, "extra_(?P<designation>.*)"]
+    assert directory["output_files"] and directory["version_file"].endswith("/outputs/COMMAND_VERSION")
+    assert extended["dynamic_outputs"] == EXTENDED_METADATA_DYNAMIC_COLLECTION_PATTERN
+    assert extended["output_files"] == [] and extended["work_dir_outputs"] == []
     assert result["errors"] == []
 
 
