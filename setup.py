@@ -42,6 +42,8 @@ setup(
         "drmaa": ["drmaa"],
         "amqp": ["kombu"],
         "paster": ["pastescript"],
+        # Galaxy's job-metrics plugins instrument the job script (pulsar/jobs/metrics.py).
+        "metrics": ["galaxy-job-metrics"],
     },
     entry_points={
         "console_scripts": [

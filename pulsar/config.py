@@ -192,6 +192,14 @@ def _withheld_environment(value: Any) -> list[str]:
     return list(withheld_words(value))
 
 
+def _job_metrics(value: Any) -> Any:
+    """A list of plugin entries (app.yml) or Galaxy's JobMetrics object (embedded);
+    pulsar.jobs.metrics checks the plugin names when the app starts."""
+    if isinstance(value, list) or hasattr(value, "default_job_instrumenter"):
+        return value
+    raise ValueError("expected a list of job-metrics plugins such as [{type: core}, {type: cpuinfo}]")
+
+
 #: key -> coercion.  Directory keys are handled separately (they need config_dir).
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "private_token": _private_token,
@@ -213,6 +221,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "user_auth": _mapping,
     "galaxy_home": _non_empty_string,
     "withheld_environment": _withheld_environment,
+    "job_metrics": _job_metrics,
 }
 
 #: Directories resolved against config_dir when relative.
@@ -232,7 +241,6 @@ PASS_THROUGH_KEYS = frozenset(
         "tool_config_file",
         "dependency_resolvers_config_file",
         "job_metrics_config_file",
-        "job_metrics",
         "sentry_dsn",
         "sentry_event_level",
         "status_outbox_drain_interval",

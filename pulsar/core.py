@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pulsar import __version__, protocol
 from pulsar.errors import ConfigurationError, NotFound
+from pulsar.jobs.metrics import build_instrumenter
 from pulsar.jobs.script import ScriptOptions
 from pulsar.jobs.service import JobService
 from pulsar.jobs.settings import ServiceSettings
@@ -88,7 +89,7 @@ def manager_definitions(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return {protocol.DEFAULT_MANAGER_NAME: {"type": "queued_python"}}
 
 
-def _service_settings(name: str, options: Mapping[str, Any]) -> ServiceSettings:
+def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any = None) -> ServiceSettings:
     staging = Path(os.path.abspath(str(options.get("staging_directory") or DEFAULT_STAGING_DIRECTORY)))
     assign_ids = str(options.get("assign_ids") or "galaxy")
     if assign_ids not in ("galaxy", "uuid", "none"):
@@ -114,6 +115,7 @@ def _service_settings(name: str, options: Mapping[str, Any]) -> ServiceSettings:
             galaxy_virtual_env=galaxy_virtual_env,
             tmp_dir=options.get("tmp_dir"),
             tool_dependency_dir=options.get("tool_dependency_dir"),
+            instrumenter=instrumenter,
         ),
         job_name_template=str(options.get("job_name_template") or "pulsar_$job_id"),
         max_job_attempts=int(options.get("max_job_attempts", 3)),
@@ -154,6 +156,7 @@ class PulsarApp:
         self.job_environment.log_withheld()
         #: Message-queue bindings, one per manager, when `message_queue_url` is set.
         self.bindings: list[MessageQueueBinding] = []
+        instrumenter = build_instrumenter(options)
         try:
             for name, manager_options in manager_definitions(options).items():
                 merged = {key: options[key] for key in INHERITED_OPTIONS if key in options}
@@ -166,7 +169,7 @@ class PulsarApp:
                     name,
                     manager,
                     JobStore(store_dir),
-                    _service_settings(name, merged),
+                    _service_settings(name, merged, instrumenter),
                     stage_in=stage_in,
                     stage_out=stage_out,
                 )

@@ -32,6 +32,8 @@ class ScriptOptions:
     galaxy_virtual_env: str | None = None
     tmp_dir: str | bool | None = None  # None/True: per-job tmp/; a string: shell expression
     tool_dependency_dir: str | None = None
+    #: Galaxy's job-metrics instrumenter (`pulsar.jobs.metrics`), or None for no metrics.
+    instrumenter: Any = None
 
 
 def _q(value: object) -> str:
@@ -81,6 +83,21 @@ def dependency_statements(description: Mapping[str, Any] | None, tool_dependency
                 lines.append(f". {_q(candidate)}")
                 break
     return lines
+
+
+def instrument_commands(instrumenter: Any, metadata_directory: str) -> tuple[list[str], list[str]]:
+    """Galaxy's job-metrics commands before and after the tool: they write the
+    `__instrument_*` files into the metadata directory, which Galaxy collects."""
+    if instrumenter is None:
+        return [], []
+    guard = f"[ -d {_q(metadata_directory)} ] && [ ! -L {_q(metadata_directory)} ]"
+    commands = []
+    for text in (instrumenter.pre_execute_commands(metadata_directory),
+                 instrumenter.post_execute_commands(metadata_directory)):
+        # Not through a metadata directory the job replaced by a symlink: the job could
+        # write there itself, but the files would not be ours to collect.
+        commands.append([f"if {guard}; then\n{text}\nfi"] if text else [])
+    return commands[0], commands[1]
 
 
 _SLOTS = r"""
@@ -203,9 +220,13 @@ def render_job_script(
     ]
     deps = dependency_statements(dependencies_description, options.tool_dependency_dir)
     body = "; ".join(deps + [command_line])
+    pre, post = instrument_commands(options.instrumenter, str(job_directory.metadata))
     lines += [
+        *pre,
         f"(\n{body}\n)",
         "return_code=$?",
+        # after the tool, before the exit code that tells the server the job is done
+        *post,
         # Read only after this script has exited, so a plain (builtin, fork-free) write is
         # enough; a write cut short by a kill leaves no number, which reads as "no exit code".
         f'printf "%d\\n" "$return_code" > {return_code}',

@@ -426,7 +426,11 @@ def rest_runner(args: dict[str, Any]) -> dict[str, Any]:
         queued = _queued(runner)
         wrapper.state = state
         runner.finish_job(job_state)
-        result[state] = {"external_id": external_id, "queued": queued, "failed": wrapper.failed,
+        from galaxy.job_metrics import JobMetrics
+
+        metrics_directory = os.path.join(wrapper.working_directory, "metadata")  # finish_job's job_metrics_directory
+        result[state] = {"metrics": JobMetrics().collect_properties("pulsar", job_id, metrics_directory),
+                         "external_id": external_id, "queued": queued, "failed": wrapper.failed,
                          "finished": wrapper.finished, "changes": wrapper.changes,
                          "output": open(wrapper.output).read() if os.path.exists(wrapper.output) else None,
                          "status_after": runner.get_client(destination.params, job_id).get_status()}

@@ -91,6 +91,8 @@ def test_galaxy_rest_runner_against_our_server(run_galaxy: Run, pulsar_server: A
     ok = result["ok"]
     assert ok["queued"] == ["finish_job"] and ok["failed"] == [] and ok["output"] == "out\n", ok
     assert [f["exit_code"] for f in ok["finished"]] == [0] and ok["finished"][0]["stdout"].strip() == "tool-says-hi"
+    # the server's default job metrics (core), fetched with the metadata, as Galaxy's JobMetrics reads them
+    assert ok["metrics"]["core"]["runtime_seconds"] >= 0 and ok["metrics"]["core"]["galaxy_slots"] == 1, ok
     for state in ("deleted", "error"):  # Galaxy passes job_completed_normally=False
         finished = result[state]
         assert finished["queued"] == ["finish_job"] and finished["failed"] == [] and finished["output"] is None, finished
