@@ -203,6 +203,13 @@ class PulsarApp:
             raise NotFound("more than one manager is configured; name one")
         return next(iter(self.services.values()))
 
+    def wsgi_app(self) -> Any:
+        """This app behind its HTTP routes, as a WSGI application: what `pulsar.client` calls
+        when Galaxy embeds the server (`pulsar_app=`), so the client need not import `web`."""
+        from pulsar.web.wsgi import build_wsgi_app
+
+        return build_wsgi_app(self)
+
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop consuming and publishing first, then the services (jobs keep running).
         `timeout` bounds the wait for each message-queue binding's consumers to finish the

@@ -6,7 +6,6 @@ Markers are registered in pyproject.toml.  Tests under `test/integration/` are m
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +21,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-
-
-def server_available() -> bool:
-    """True once the web layer and the application object exist in this checkout."""
-    return all(importlib.util.find_spec(name) is not None for name in ("pulsar.core", "pulsar.web.server"))
-
-
-requires_server = pytest.mark.skipif(not server_available(), reason="pulsar.core / pulsar.web.server not written yet")
 
 
 @pytest.fixture
@@ -48,8 +39,6 @@ def pulsar_token() -> str:
 @pytest.fixture
 def pulsar_server(config_dir: Path, pulsar_token: str) -> Iterator[PulsarServer]:
     """Our server in a subprocess on a free loopback port (default manager: local queue)."""
-    if not server_available():
-        pytest.skip("pulsar.core / pulsar.web.server not written yet")
     server = start_server(config_dir, token=pulsar_token)
     try:
         yield server
@@ -61,8 +50,6 @@ def pulsar_server(config_dir: Path, pulsar_token: str) -> Iterator[PulsarServer]
 def pulsar_server_factory(tmp_path: Path) -> Iterator[object]:
     """Start servers with custom app configs: `factory(app_config={...}, name="a")`;
     all are stopped at teardown."""
-    if not server_available():
-        pytest.skip("pulsar.core / pulsar.web.server not written yet")
     servers: list[PulsarServer] = []
 
     def factory(name: str = "server", **kwargs: object) -> PulsarServer:

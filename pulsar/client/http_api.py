@@ -23,8 +23,8 @@ from urllib.parse import urlencode, urljoin
 
 from pulsar.client.exceptions import IntegrityError, OutputNotFound, PulsarClientTransportError
 from pulsar.client.transport.base import FileBody, HttpRequest, HttpResponse, Transport
-from pulsar.managers.util.retry import RetryActionExecutor
 from pulsar.util.fileio import PartialFile, StreamResult, TruncatedStream
+from pulsar.util.retry import RetryActionExecutor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -39,9 +39,8 @@ class ClientManager:
         self.pulsar_app = pulsar_app
         self.retry = retry or RetryPolicy()
         if pulsar_app is not None:
-            from pulsar.web.wsgi import build_wsgi_app  # embedded mode only: the server lives in-process
-
-            self.transport: Transport = WsgiTransport(build_wsgi_app(pulsar_app))
+            # embedded mode: the server lives in-process and serves its own WSGI app
+            self.transport: Transport = WsgiTransport(pulsar_app.wsgi_app())
             self._embedded_token = getattr(pulsar_app, "private_token", None)
         elif isinstance(transport, str) or transport is None:
             self.transport = get_transport(transport, timeout=transport_options.get("timeout"))

@@ -24,7 +24,6 @@ import requests
 from pulsar import protocol
 from pulsar.errors import NotFound
 from pulsar.jobs.directory import JobDirectory
-from pulsar.managers.util.retry import RetryActionExecutor
 from pulsar.protocol import PathType
 from pulsar.shared import actions
 from pulsar.shared.action_mapper import FileActionMapper
@@ -33,6 +32,7 @@ from pulsar.shared.collection import RemoteListing, plan_output_collection
 from pulsar.shared.multipart import MultipartFileBody
 from pulsar.util.fileio import BLOCK_SIZE, atomic_write_bytes, stream_to_file
 from pulsar.util.logsafe import printable
+from pulsar.util.retry import RetryActionExecutor
 
 log = logging.getLogger(__name__)
 

@@ -182,3 +182,21 @@ def test_output_not_found_has_the_reference_name_too() -> None:
 
     assert pulsar.client.OutputNotFoundException is OutputNotFound
     assert issubclass(OutputNotFound, pulsar.client.PulsarClientTransportError)
+
+
+def test_client_never_imports_the_server() -> None:
+    """Layering: client -> transport -> staging.  `pulsar.client` imports none of the server's
+    packages (the embedded mode gets its WSGI app from the PulsarApp it is handed)."""
+    import ast
+    from pathlib import Path
+
+    server = ("pulsar.web", "pulsar.managers", "pulsar.jobs", "pulsar.core", "pulsar.messaging", "pulsar.main",
+              "pulsar.scripts", "pulsar.config")
+    client_dir = Path(pulsar.client.__file__).parent
+    offenders = []
+    for path in sorted(client_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(client_dir)}: {name}" for name in names if name.startswith(server)]
+    assert offenders == []

@@ -26,7 +26,7 @@ def test_every_galaxy_module_that_imports_pulsar_imports_ours(run_galaxy: Run) -
     assert result["pulsar_file"] == str(ROOT / "pulsar" / "__init__.py")
     assert result["command_version_filename"] == "COMMAND_VERSION"
     assert result["set_metadata_command_version"] in (None, "COMMAND_VERSION")
-    assert result["rsh_retry_module"] == "pulsar.managers.util.retry"
+    assert result["rsh_retry_module"] == "pulsar.util.retry"
     # The CLI plugin loader logs (does not raise) a shell module that fails to import; with
     # RetryActionExecutor importable the remote shells are all there.
     assert {"LocalShell", "RemoteShell", "SecureShell", "ParamikoShell", "GlobusSecureShell"} <= set(
@@ -178,5 +178,5 @@ def test_galaxy_paramiko_shell_uses_our_retry_executor(run_galaxy: Run, sshd: di
     import getpass
 
     result = run_galaxy("paramiko-shell", username=getpass.getuser(), sshd=sshd)
-    assert result == {"executor": "pulsar.managers.util.retry.RetryActionExecutor", "stdout": "hello-from-galaxy\n",
+    assert result == {"executor": "pulsar.util.retry.RetryActionExecutor", "stdout": "hello-from-galaxy\n",
                       "stderr": "err\n", "returncode": 3}

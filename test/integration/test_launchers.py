@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test.conftest import requires_server
 from test.support.server import (
     REPO_ROOT,
     PulsarServer,
@@ -30,7 +29,7 @@ from test.support.server import (
     write_app_config,
 )
 
-pytestmark = [pytest.mark.integration, requires_server]
+pytestmark = [pytest.mark.integration]
 
 BIN = Path(sys.executable).parent
 TOKEN = "launcher-test-token"

@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
-from test.conftest import requires_server
 from test.support.reference import reference_bin
 from test.support.server import PulsarServer, start_server
 
 REFERENCE_CLIENTS = ["galaxy-lib-0.15.16", "galaxy-lib-0.16.0"]
 SCRIPT = Path(__file__).with_name("reference_client_jobs.py")
 
-pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.timeout(900), requires_server]
+pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

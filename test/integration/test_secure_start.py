@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from test.conftest import requires_server
 from test.support.http import raw_request
 from test.support.server import (
     free_port,
@@ -29,7 +28,7 @@ from test.support.server import (
     write_app_config,
 )
 
-pytestmark = [pytest.mark.integration, requires_server]
+pytestmark = [pytest.mark.integration]
 
 BIN = Path(sys.executable).parent
 SERVERS = {
