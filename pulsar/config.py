@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from pulsar.errors import ConfigurationError
+from pulsar.util.flags import parse_bool
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +59,6 @@ MIN_REQUEST_LINE = 8192
 # --- value coercion ----------------------------------------------------------------------
 # Each takes the raw value (a string from INI/env, or a YAML value) and returns the normalised
 # value or raises ValueError with the reason; `_validate` adds the key and the source.
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"expected true or false, got {value!r}")
-
 
 def _as_int(value: Any, minimum: int) -> int:
     if isinstance(value, bool):
@@ -204,24 +193,25 @@ def _job_metrics(value: Any) -> Any:
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "private_token": _private_token,
     "assign_ids": _assign_ids,
-    "debug": _as_bool,
+    "debug": parse_bool,
     "maximum_stream_size": _non_negative_int,
     "job_directory_mode": _file_mode,
     "manager": _manager,
     "managers": _managers,
     "message_queue_url": _url,
     "max_request_line": _request_line_size,
-    "allow_insecure_bind": _as_bool,
-    "ensure_cleanup": _as_bool,
-    "conda_auto_init": _as_bool,
-    "conda_auto_install": _as_bool,
-    "message_queue_consume": _as_bool,
-    "message_queue_publish": _as_bool,
+    "allow_insecure_bind": parse_bool,
+    "ensure_cleanup": parse_bool,
+    "conda_auto_init": parse_bool,
+    "conda_auto_install": parse_bool,
+    "message_queue_consume": parse_bool,
+    "message_queue_publish": parse_bool,
     "dependency_resolution": _mapping,
     "user_auth": _mapping,
     "galaxy_home": _non_empty_string,
     "withheld_environment": _withheld_environment,
     "job_metrics": _job_metrics,
+    "fsync_uploads": parse_bool,
 }
 
 #: Directories resolved against config_dir when relative.
@@ -246,7 +236,6 @@ PASS_THROUGH_KEYS = frozenset(
         "status_outbox_drain_interval",
         "min_polling_interval",
         "max_job_attempts",
-        "fsync_uploads",
         "tmp_dir",
         "job_name_template",
         "conda_prefix",

@@ -24,6 +24,7 @@ from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.store import JobStore
 from pulsar.managers.environment import JobEnvironment
 from pulsar.managers.registry import build_manager
+from pulsar.util.flags import parse_bool
 
 if TYPE_CHECKING:
     from pulsar.messaging.bind import MessageQueueBinding
@@ -55,10 +56,14 @@ _SYSTEM_PROPERTY_OPTIONS = (
 )
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+def _flag(name: str, options: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = options.get(key)
+    if value is None:
+        return default
+    try:
+        return parse_bool(value, key)
+    except ValueError as exc:
+        raise ConfigurationError(f"manager {name}: {exc}") from None
 
 
 def parse_mode(value: Any, key: str = "job_directory_mode") -> int | None:
@@ -107,7 +112,7 @@ def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any =
         assign_ids=assign_ids,
         maximum_stream_size=int(options.get("maximum_stream_size", protocol.DEFAULT_MAXIMUM_STREAM_SIZE)),
         job_directory_mode=parse_mode(options.get("job_directory_mode")),
-        debug=_truthy(options.get("debug", False)),
+        debug=_flag(name, options, "debug", False),
         system_properties=properties,
         script=ScriptOptions(
             env=env,
@@ -119,7 +124,7 @@ def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any =
         ),
         job_name_template=str(options.get("job_name_template") or "pulsar_$job_id"),
         max_job_attempts=int(options.get("max_job_attempts", 3)),
-        fsync_uploads=_truthy(options.get("fsync_uploads", True)),
+        fsync_uploads=_flag(name, options, "fsync_uploads", True),
     )
 
 

@@ -330,3 +330,21 @@ def test_check_bind(host: str, token: str | None, allow: bool, refused: bool) ->
             check_bind(host, token, allow, "say so")
     else:
         check_bind(host, token, allow, "say so")
+
+
+@pytest.mark.parametrize("key", ["fsync_uploads", "debug", "allow_insecure_bind"])
+def test_a_misspelt_boolean_stops_the_start(tmp_path: Path, key: str) -> None:
+    """One strict boolean parser (pulsar.util.flags): `ture` is an error naming the key, not false."""
+    write(tmp_path / "app.yml", f"{key}: ture\n")
+    with pytest.raises(ConfigurationError, match=f"{key}.*expected true or false"):
+        load_config(config_dir=tmp_path)
+
+
+def test_flags_parser() -> None:
+    from pulsar.util.flags import parse_bool
+
+    assert [parse_bool(v) for v in (True, 1, "Yes", " on ", "1")] == [True] * 5
+    assert [parse_bool(v) for v in (False, 0, "NO", "off", "0")] == [False] * 5
+    for bad in ("ture", "", None, 2, "y"):
+        with pytest.raises(ValueError, match="expected true or false"):
+            parse_bool(bad, "k")

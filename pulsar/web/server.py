@@ -61,6 +61,7 @@ from typing import Any
 
 from pulsar.errors import ConfigurationError
 from pulsar.protocol import DEFAULT_HOST, DEFAULT_PORT
+from pulsar.util.flags import parse_bool
 from pulsar.util.logsafe import printable
 from pulsar.web.connection import BLOCKED, CLOSED, DROP, LINGER, LINGER_SECONDS, READY, Connection, WsgiApp
 from pulsar.web.held import HeldConnections
@@ -455,8 +456,11 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
     if isinstance(wsgi_app, PulsarWsgiApp):
         # Secure start (the same rule as `pulsar`): no token on a public address is refused
         # before the port opens, unless the app or this section sets allow_insecure_bind.
-        allow = not wsgi_app.loopback_only or str(kwargs.get("allow_insecure_bind", "")).strip().lower() in (
-            "true", "yes", "on", "1")
+        try:
+            insecure = parse_bool(kwargs.get("allow_insecure_bind") or False, "allow_insecure_bind")
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        allow = not wsgi_app.loopback_only or insecure
         check_bind(str(kwargs.get("host") or DEFAULT_HOST), wsgi_app.app.private_token, allow,
                    "set allow_insecure_bind: true in app.yml")
     server = make_server(

@@ -18,6 +18,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
+from pulsar.util.flags import parse_bool
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
@@ -34,12 +36,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off")
-    return bool(value)
 
 
 class Shell:
@@ -113,7 +109,7 @@ class SecureShell(Shell):
     def wrap(self, argv: Sequence[str]) -> list[str]:
         p = self.params
         full = [self.program, "-o", "ConnectTimeout=60", "-o", "BatchMode=yes"]
-        if not _truthy(p.get("strict_host_key_checking", True)):
+        if not parse_bool(p.get("strict_host_key_checking", True), "shell_strict_host_key_checking"):
             full += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
         if p.get("private_key"):
             full += ["-i", str(p["private_key"])]

@@ -27,6 +27,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from pulsar.util import flags
+
 SCHEMES = ("amqp", "amqps", "pyamqp")
 DEFAULT_HEARTBEAT = 580
 DEFAULT_RETRY_POLICY: Mapping[str, float] = MappingProxyType(
@@ -40,8 +42,6 @@ SSL_KEYS = ("ca_certs", "certfile", "keyfile", "cert_reqs", "server_hostname", "
 _SSL_FILES = ("ca_certs", "certfile", "keyfile")
 _RETRY_KEYS = ("max_retries", "interval_start", "interval_step", "interval_max")
 _PUBLISH_KEYS = ("priority", "delivery_mode", "timeout", "confirm_timeout")
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
 _HEARTBEAT_OFF = frozenset({"0", "false", "off", "none", "no", ""})
 _MISSPELLINGS = {"amqp_republish_time": "amqp_ack_republish_time"}
 
@@ -107,16 +107,11 @@ def redact_url(url: str) -> str:
 
 
 def parse_bool(value: Any, key: str) -> bool:
-    """A boolean option: a bool, 0/1, or one of true/yes/on/1 and false/no/off/0 (any case)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE or word in _FALSE:
-            return word in _TRUE
-    raise AmqpConfigError(f"{key}: expected true or false, got {value!r}")
+    """A boolean option (`pulsar.util.flags.parse_bool`), its error an AmqpConfigError."""
+    try:
+        return flags.parse_bool(value, key)
+    except ValueError as exc:
+        raise AmqpConfigError(str(exc)) from None
 
 
 def parse_amqp_options(
