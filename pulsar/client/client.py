@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from typing import Any, Mapping, Sequence
 
 from pulsar import protocol
@@ -21,7 +20,7 @@ from pulsar.client.http_api import HttpApi
 from pulsar.client.setup_handler import local_setup
 from pulsar.shared import actions
 from pulsar.shared.action_mapper import FileActionMapper
-from pulsar.util.fileio import BLOCK_SIZE
+from pulsar.util.fileio import copy_file
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +78,6 @@ class BaseJobClient:
         raise NotImplementedError
 
 
-def _copy_file(source: str, destination: str) -> None:
-    """Copy through a temp file beside the destination, renamed when complete."""
-    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-    temp = os.path.join(os.path.dirname(os.path.abspath(destination)), f".{os.path.basename(destination)}.copy")
-    try:
-        with open(source, "rb") as reader, open(temp, "wb") as writer:
-            shutil.copyfileobj(reader, writer, BLOCK_SIZE)
-        os.replace(temp, destination)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
 def _json(value: Any) -> str:
     return json.dumps(value)
 
@@ -143,7 +129,7 @@ class JobClient(BaseJobClient):
                 with open(remote, "wb") as handle:
                     handle.write(contents)
             else:
-                _copy_file(str(path), remote)
+                copy_file(str(path), remote, fsync=False, make_parents=True)
             return remote
         if action_type not in (actions.TRANSFER, actions.MESSAGE):
             raise PulsarClientError(f"put_file cannot perform action {action_type!r}")
@@ -157,7 +143,7 @@ class JobClient(BaseJobClient):
         if name is None:
             name = os.path.basename(path)
         if action_type == actions.COPY:
-            _copy_file(self.remote_path(output_type, name), path)
+            copy_file(self.remote_path(output_type, name), path, fsync=False, make_parents=True)
             return
         if action_type != actions.TRANSFER:
             raise PulsarClientError(f"fetch_output cannot perform action {action_type!r}")

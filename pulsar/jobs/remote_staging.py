@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import http.client
 import logging
-import os
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,7 +29,7 @@ from pulsar.shared.action_mapper import FileActionMapper
 from pulsar.shared.actions import ActionError, FileAction
 from pulsar.shared.collection import RemoteListing, plan_output_collection
 from pulsar.shared.multipart import MultipartFileBody
-from pulsar.util.fileio import BLOCK_SIZE, atomic_write_bytes, stream_to_file
+from pulsar.util.fileio import BLOCK_SIZE, atomic_write_bytes, copy_file, stream_to_file
 from pulsar.util.logsafe import printable
 from pulsar.util.retry import RetryActionExecutor
 
@@ -121,11 +120,6 @@ def _fetch_url(url: str, target: Path, dir_fd: int | None = None) -> None:
             raise TransferError(f"GET {_redact(url)} interrupted: {exc}") from exc
 
 
-def _copy_path(source: str, target: Path, dir_fd: int | None = None) -> None:
-    with open(source, "rb") as handle:
-        stream_to_file(handle, target, length=os.fstat(handle.fileno()).st_size, dir_fd=dir_fd)
-
-
 def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: PathType, name: str) -> None:
     """Materialise one setup entry at (type, name) inside the job directory, written through
     the parent's directory fd (`JobDirectory.writable`), so a symlink the job planted on the
@@ -139,7 +133,7 @@ def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: Pa
         if kind == actions.MESSAGE:
             atomic_write_bytes(leaf, (action.contents or "").encode("utf-8"), dir_fd=dir_fd)
         elif kind == actions.REMOTE_COPY:
-            _copy_path(str(action.path), Path(leaf), dir_fd)
+            copy_file(str(action.path), Path(leaf), dir_fd=dir_fd)
         else:
             assert action.url is not None
             _fetch_url(action.url, Path(leaf), dir_fd)
@@ -216,11 +210,6 @@ def _post_plain(url: str, source: Path, filename: str | None = None) -> bool:
         connection.close()
 
 
-def _copy_to_client_path(source: Path, destination: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-    _copy_path(str(source), Path(destination))
-
-
 def write_from_path(action: FileAction, source: Path, filename: str | None = None) -> None:
     """Send one output file (`source`) where the client wants it.  For a job's output,
     `source` is `/proc/self/fd/N` of the file `JobDirectory.open_output` opened: reopening
@@ -228,7 +217,7 @@ def write_from_path(action: FileAction, source: Path, filename: str | None = Non
     every retry; `filename` is the name the multipart body reports."""
     kind = action.action_type
     if kind == actions.REMOTE_COPY:
-        _copy_to_client_path(source, str(action.path))
+        copy_file(source, str(action.path), make_parents=True)
     elif kind in actions.URL_ACTIONS:
         if not action.url:
             raise ActionError(f"{kind} action for {action.path} has no url")

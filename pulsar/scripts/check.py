@@ -38,11 +38,11 @@ from pulsar.client import (
 )
 from pulsar.client.galaxy_files import JobFilesServer
 from pulsar.client.remote_layout import RemoteLayout
-from pulsar.protocol import PathType
+from pulsar.protocol import TERMINAL_STATUSES, PathType
 from pulsar.shared import actions
 
 EXIT_CODE = 3
-TERMINAL = ("complete", "cancelled", "failed", "lost")
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 # The tool run on the server.  It gets one argument, the (remote) path of its JSON
 # parameter file, checks everything it was promised, and writes the outputs.

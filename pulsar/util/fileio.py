@@ -139,6 +139,16 @@ def stream_to_file(
         return partial.commit()
 
 
+def copy_file(source: Path | str, target: Path | str, *, fsync: bool = True, dir_fd: int | None = None,
+              make_parents: bool = False) -> StreamResult:
+    """The one file copy: streamed through a uniquely named temp file beside `target`
+    (concurrent copies to one target cannot collide) and renamed when complete."""
+    if make_parents and dir_fd is None:
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    with open(source, "rb") as handle:
+        return stream_to_file(handle, target, length=os.fstat(handle.fileno()).st_size, fsync=fsync, dir_fd=dir_fd)
+
+
 class PartialFile:
     """A file being received into a temp file beside its target.
 
