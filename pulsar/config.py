@@ -565,11 +565,12 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-def check_bind(host: str, private_token: str | None, allow_insecure_bind: bool, launcher: str) -> None:
+def check_bind(host: str, private_token: str | bool | None, allow_insecure_bind: bool, launcher: str) -> None:
     """The one secure-start rule, applied by `pulsar`, `paster serve` (our server runner and
     Paste's own server, through the app factory) alike: without a token, only a loopback
     address may be served unless `allow_insecure_bind` says the network is trusted.
-    Raises `InsecureBind` naming the launcher's way out."""
+    Raises `InsecureBind` naming the launcher's way out.  `private_token`: the token, or
+    whether there is one."""
     if private_token or allow_insecure_bind or is_loopback(host):
         return
     raise InsecureBind(

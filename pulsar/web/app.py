@@ -66,6 +66,19 @@ class PulsarWsgiApp:
         self.routes = routes if routes is not None else RouteTable()
         self.loopback_only = loopback_only
 
+    # What a server hosting this app needs to know of it (pulsar.web.server.server_runner),
+    # so no launcher reaches into the application object.
+    @property
+    def max_request_line(self) -> int:
+        return int(self.app.max_request_line)
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.app.private_token)
+
+    def shutdown(self) -> None:
+        self.app.shutdown()
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()

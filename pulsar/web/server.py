@@ -452,7 +452,7 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
     from pulsar.config import check_bind
     from pulsar.web.app import PulsarWsgiApp
 
-    default_line = wsgi_app.app.max_request_line if isinstance(wsgi_app, PulsarWsgiApp) else DEFAULT_MAX_REQUEST_LINE
+    default_line = wsgi_app.max_request_line if isinstance(wsgi_app, PulsarWsgiApp) else DEFAULT_MAX_REQUEST_LINE
     if isinstance(wsgi_app, PulsarWsgiApp):
         # Secure start (the same rule as `pulsar`): no token on a public address is refused
         # before the port opens, unless the app or this section sets allow_insecure_bind.
@@ -461,7 +461,7 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         allow = not wsgi_app.loopback_only or insecure
-        check_bind(str(kwargs.get("host") or DEFAULT_HOST), wsgi_app.app.private_token, allow,
+        check_bind(str(kwargs.get("host") or DEFAULT_HOST), wsgi_app.has_token, allow,
                    "set allow_insecure_bind: true in app.yml")
     server = make_server(
         wsgi_app,
@@ -489,4 +489,4 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
         pass
     finally:
         if isinstance(wsgi_app, PulsarWsgiApp):
-            wsgi_app.app.shutdown()
+            wsgi_app.shutdown()
