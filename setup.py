@@ -44,6 +44,8 @@ setup(
         "paster": ["pastescript"],
         # Galaxy's job-metrics plugins instrument the job script (pulsar/jobs/metrics.py).
         "metrics": ["galaxy-job-metrics"],
+        # Galaxy's tool dependency resolvers (pulsar/jobs/dependencies.py).
+        "deps": ["galaxy-tool-util"],
     },
     entry_points={
         "console_scripts": [

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pulsar import __version__, protocol
 from pulsar.errors import ConfigurationError, NotFound
+from pulsar.jobs.dependencies import build_resolver
 from pulsar.jobs.metrics import build_instrumenter
 from pulsar.jobs.script import ScriptOptions
 from pulsar.jobs.service import JobService
@@ -94,7 +95,8 @@ def manager_definitions(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return {protocol.DEFAULT_MANAGER_NAME: {"type": "queued_python"}}
 
 
-def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any = None) -> ServiceSettings:
+def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any = None,
+                      resolver: Any = None) -> ServiceSettings:
     staging = Path(os.path.abspath(str(options.get("staging_directory") or DEFAULT_STAGING_DIRECTORY)))
     assign_ids = str(options.get("assign_ids") or "galaxy")
     if assign_ids not in ("galaxy", "uuid", "none"):
@@ -119,7 +121,7 @@ def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any =
             galaxy_home=galaxy_home,
             galaxy_virtual_env=galaxy_virtual_env,
             tmp_dir=options.get("tmp_dir"),
-            tool_dependency_dir=options.get("tool_dependency_dir"),
+            dependency_resolver=resolver,
             instrumenter=instrumenter,
         ),
         job_name_template=str(options.get("job_name_template") or "pulsar_$job_id"),
@@ -174,7 +176,8 @@ class PulsarApp:
                     name,
                     manager,
                     JobStore(store_dir),
-                    _service_settings(name, merged, instrumenter),
+                    # resolution keys (tool_dependency_dir, conda_*, ...) from the app, a manager's own first
+                    _service_settings(name, merged, instrumenter, build_resolver({**options, **manager_options})),
                     stage_in=stage_in,
                     stage_out=stage_out,
                 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from pulsar import protocol
@@ -31,7 +30,8 @@ class ScriptOptions:
     galaxy_home: str | None = None
     galaxy_virtual_env: str | None = None
     tmp_dir: str | bool | None = None  # None/True: per-job tmp/; a string: shell expression
-    tool_dependency_dir: str | None = None
+    #: Galaxy's dependency resolvers (`pulsar.jobs.dependencies`), or None: no resolution.
+    dependency_resolver: Any = None
     #: Galaxy's job-metrics instrumenter (`pulsar.jobs.metrics`), or None for no metrics.
     instrumenter: Any = None
 
@@ -59,29 +59,6 @@ def env_statements(env: Sequence[Mapping[str, Any]], manager_env: Mapping[str, s
             lines.append(f"export {entry['name']}={value}")
     for name, value in manager_env.items():
         lines.append(f"export {name}={_q(value)}")
-    return lines
-
-
-def dependency_statements(description: Mapping[str, Any] | None, tool_dependency_dir: str | None) -> list[str]:
-    """Source `<tool_dependency_dir>/<name>/<version>/env.sh` for each package requirement found.
-
-    This is the layout of Galaxy's `galaxy_packages` resolver; requirements with no match
-    are left to the job's environment.
-    """
-    if not description or not tool_dependency_dir:
-        return []
-    lines = []
-    base = Path(tool_dependency_dir)
-    for requirement in description.get("requirements") or []:
-        if not isinstance(requirement, dict) or requirement.get("type", "package") != "package":
-            continue
-        name, version = str(requirement.get("name", "")), str(requirement.get("version") or "default")
-        if not name or "/" in name or "/" in version or name.startswith("."):
-            continue
-        for candidate in (base / name / version / "env.sh", base / name / "default" / "env.sh"):
-            if candidate.is_file():
-                lines.append(f". {_q(candidate)}")
-                break
     return lines
 
 
@@ -218,8 +195,9 @@ def render_job_script(
         *_snapshot_lines(job_dir),
         f"cd {working} || exit 1",
     ]
-    deps = dependency_statements(dependencies_description, options.tool_dependency_dir)
-    body = "; ".join(deps + [command_line])
+    resolver = options.dependency_resolver
+    deps = resolver.shell_commands(dependencies_description, str(job_directory.path)) if resolver else []
+    body = "\n".join(deps + [command_line])
     pre, post = instrument_commands(options.instrumenter, str(job_directory.metadata))
     lines += [
         *pre,
