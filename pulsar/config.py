@@ -565,6 +565,17 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
+def existing_file(options: Mapping[str, Any], key: str) -> str:
+    """The file an option names, relative paths against the configuration directory (the
+    option's value must be set); a missing file stops the start naming the key."""
+    path = str(options[key])
+    if not os.path.isabs(path) and options.get("config_dir"):
+        path = os.path.join(str(options["config_dir"]), path)
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"{key}: no such file: {path}")
+    return path
+
+
 def check_bind(host: str, private_token: str | bool | None, allow_insecure_bind: bool, launcher: str) -> None:
     """The one secure-start rule, applied by `pulsar`, `paster serve` (our server runner and
     Paste's own server, through the app factory) alike: without a token, only a loopback

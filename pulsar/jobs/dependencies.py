@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from typing import Any, Mapping
 
+from pulsar.config import existing_file
 from pulsar.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,7 @@ def build_resolver(options: Mapping[str, Any]) -> DependencyResolver | None:
     if not base:
         raise ConfigurationError(f"{configured[0]}: set tool_dependency_dir too (the resolvers' base directory)")
     if conf_file:
-        conf_file = str(conf_file)
-        if not os.path.isabs(conf_file) and options.get("config_dir"):
-            conf_file = os.path.join(str(options["config_dir"]), conf_file)
-        if not os.path.isfile(conf_file):
-            raise ConfigurationError(f"dependency_resolvers_config_file: no such file: {conf_file}")
+        conf_file = existing_file(options, "dependency_resolvers_config_file")
     app_config: dict[str, Any] = {"conda_auto_init": False, "conda_auto_install": False}
     app_config.update({key: value for key, value in options.items() if key.startswith("conda_")})
     app_config.update({key: options[key] for key in _PASSED_OPTIONS if options.get(key) is not None})

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from typing import Any, Mapping, Protocol
 
+from pulsar.config import existing_file
 from pulsar.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,7 @@ def build_instrumenter(options: Mapping[str, Any]) -> Instrumenter | None:
         log.info("job metrics: off (%s to have Galaxy show runtime and cores)", INSTALL_HINT)
         return None
     if conf_file:
-        path = str(conf_file)
-        if not os.path.isabs(path) and options.get("config_dir"):
-            path = os.path.join(str(options["config_dir"]), path)
-        if not os.path.isfile(path):
-            raise ConfigurationError(f"job_metrics_config_file: no such file: {path}")
+        path = existing_file(options, "job_metrics_config_file")
         log.info("job metrics: plugins of %s", path)
         return _instrumenter(JobMetrics(conf_file=path))
     if job_metrics is not None:
