@@ -14,14 +14,13 @@ Order of precedence, lowest first (spec 7.1):
 `config_dir` is the explicit argument, else `PULSAR_CONFIG_DIR`, else the INI's directory,
 else the current directory.
 
-The result is what `pulsar.core.PulsarApp(**config)` takes.  Values of the keys listed in
-`VALIDATORS` are normalised to one type whatever their source (INI values are strings):
-booleans are `bool`, sizes `int`, `job_directory_mode` an `int` of mode bits, directories
-absolute path strings (`staging_directory` and `persistence_directory` default to
+The result is what `pulsar.core.PulsarApp(**config)` takes: every value parsed through the
+options schema (`pulsar.options`) into its one type whatever its source (INI values are
+strings), directories absolute (`staging_directory` and `persistence_directory` default to
 `<config_dir>/files/staging` and `<config_dir>/files/persisted_data`;
-`persistence_directory: __none__` gives `None`).  Unknown keys are kept and logged as a
-warning, because managers and plugins read keys this module does not know.  Any invalid
-value raises `ConfigurationError` naming the key and where it came from.
+`persistence_directory: __none__` gives `None`).  A key of the reference that this Pulsar
+does not implement, or an invalid value, raises `ConfigurationError` naming the key and where
+it came from; an unknown key is kept and logged as a warning naming the closest option.
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ from typing import Any
 
 import yaml
 
+from pulsar import options
 from pulsar.errors import ConfigurationError
-from pulsar.util.flags import parse_bool
+from pulsar.options import non_empty_string, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -51,200 +51,6 @@ DEFAULT_PREFIX = "PULSAR_CONFIG_"
 CONFIG_DIR_ENV = "PULSAR_CONFIG_DIR"
 #: Variables with the PULSAR_CONFIG_ prefix that name files, not options.
 NOT_OPTIONS_ENV = frozenset({CONFIG_DIR_ENV, "PULSAR_CONFIG_FILE"})
-PERSISTENCE_DISABLED = "__none__"
-ASSIGN_IDS_CHOICES = ("galaxy", "uuid", "none")
-MIN_REQUEST_LINE = 8192
-
-
-# --- value coercion ----------------------------------------------------------------------
-# Each takes the raw value (a string from INI/env, or a YAML value) and returns the normalised
-# value or raises ValueError with the reason; `_validate` adds the key and the source.
-
-def _as_int(value: Any, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        number = int(value.strip())
-    else:
-        raise ValueError(f"expected an integer, got {value!r}")
-    if number < minimum:
-        raise ValueError(f"must be at least {minimum}, got {number}")
-    return number
-
-
-def _non_negative_int(value: Any) -> int:
-    return _as_int(value, 0)
-
-
-def _positive_int(value: Any) -> int:
-    return _as_int(value, 1)
-
-
-def _request_line_size(value: Any) -> int:
-    return _as_int(value, MIN_REQUEST_LINE)
-
-
-def _file_mode(value: Any) -> int:
-    """An octal string ("0777", "775", "0o775") or an int of mode bits (YAML reads an
-    unquoted 0777 as octal already)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected an octal mode like \"0775\", got {value!r}")
-    if isinstance(value, int):
-        mode = value
-    elif isinstance(value, str):
-        text = value.strip().lower().removeprefix("0o")
-        try:
-            mode = int(text, 8)
-        except ValueError:
-            raise ValueError(f"expected an octal mode like \"0775\", got {value!r}") from None
-    else:
-        raise ValueError(f"expected an octal mode like \"0775\", got {value!r}")
-    if not 0 <= mode <= 0o7777:
-        raise ValueError(f"mode {value!r} is outside 0000-7777")
-    return mode
-
-
-def _non_empty_string(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"expected a string, got {value!r}")
-    text = str(value).strip()
-    if not text:
-        raise ValueError("must not be empty")
-    return text
-
-
-def _private_token(value: Any) -> str | None:
-    """`None` or an empty string means: explicitly no token (no authentication)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return _non_empty_string(value)
-
-
-def _assign_ids(value: Any) -> str:
-    text = _non_empty_string(value).lower()
-    if text not in ASSIGN_IDS_CHOICES:
-        raise ValueError(f"expected one of {', '.join(ASSIGN_IDS_CHOICES)}, got {value!r}")
-    return text
-
-
-def _url(value: Any) -> str:
-    text = _non_empty_string(value)
-    if "://" not in text:
-        raise ValueError(f"expected a URL like amqp://user:pass@host:5672//, got {value!r}")
-    return text
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):  # from INI or the environment: YAML/JSON text
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"not valid YAML: {exc}") from None
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected a mapping, got {type(value).__name__}")
-    return dict(value)
-
-
-def _manager(value: Any) -> dict[str, Any]:
-    options = _mapping(value)
-    _check_manager_type(options)
-    return options
-
-
-def _managers(value: Any) -> dict[str, Any]:
-    managers = _mapping(value)
-    for name, options in managers.items():
-        if options is None:
-            managers[name] = options = {}
-        if not isinstance(options, Mapping):
-            raise ValueError(f"manager {name!r}: expected a mapping of options, got {type(options).__name__}")
-        try:
-            _check_manager_type(options)
-        except ValueError as exc:
-            raise ValueError(f"manager {name!r}: {exc}") from None
-    return managers
-
-
-def _check_manager_type(options: Mapping[str, Any]) -> None:
-    from pulsar.managers.registry import MANAGER_TYPES
-
-    type_name = options.get("type", "queued_python")
-    if type_name not in MANAGER_TYPES:
-        raise ValueError(f"unknown manager type {type_name!r}; expected one of {', '.join(sorted(MANAGER_TYPES))}")
-
-
-def _withheld_environment(value: Any) -> list[str]:
-    from pulsar.managers.environment import withheld_words
-
-    return list(withheld_words(value))
-
-
-def _job_metrics(value: Any) -> Any:
-    """A list of plugin entries (app.yml) or Galaxy's JobMetrics object (embedded);
-    pulsar.jobs.metrics checks the plugin names when the app starts."""
-    if isinstance(value, list) or hasattr(value, "default_job_instrumenter"):
-        return value
-    raise ValueError("expected a list of job-metrics plugins such as [{type: core}, {type: cpuinfo}]")
-
-
-#: key -> coercion.  Directory keys are handled separately (they need config_dir).
-VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "private_token": _private_token,
-    "assign_ids": _assign_ids,
-    "debug": parse_bool,
-    "maximum_stream_size": _non_negative_int,
-    "job_directory_mode": _file_mode,
-    "manager": _manager,
-    "managers": _managers,
-    "message_queue_url": _url,
-    "max_request_line": _request_line_size,
-    "allow_insecure_bind": parse_bool,
-    "ensure_cleanup": parse_bool,
-    "conda_auto_init": parse_bool,
-    "conda_auto_install": parse_bool,
-    "message_queue_consume": parse_bool,
-    "message_queue_publish": parse_bool,
-    "dependency_resolution": _mapping,
-    "user_auth": _mapping,
-    "galaxy_home": _non_empty_string,
-    "withheld_environment": _withheld_environment,
-    "job_metrics": _job_metrics,
-    "fsync_uploads": parse_bool,
-}
-
-#: Directories resolved against config_dir when relative.
-DIRECTORY_KEYS = ("staging_directory", "persistence_directory", "tool_dependency_dir", "file_cache_dir")
-
-#: Keys accepted without validation (read by managers, plugins or Paste).
-PASS_THROUGH_KEYS = frozenset(
-    {
-        "here",
-        "__file__",
-        "config_dir",
-        "app_config",
-        "use",
-        "paste.app_factory",
-        "job_managers_config",
-        "tool_config_files",
-        "tool_config_file",
-        "dependency_resolvers_config_file",
-        "job_metrics_config_file",
-        "sentry_dsn",
-        "sentry_event_level",
-        "status_outbox_drain_interval",
-        "min_polling_interval",
-        "max_job_attempts",
-        "tmp_dir",
-        "job_name_template",
-        "conda_prefix",
-        "conda_exec",
-        "conda_debug",
-        "conda_ensure_channels",
-    }
-)
-PASS_THROUGH_PREFIXES = ("amqp_", "message_queue_", "relay_", "object_store_", "conda_", "galaxy_")
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -321,12 +127,12 @@ def read_server_section(ini_path: str | os.PathLike[str]) -> dict[str, Any]:
     ini = Path(ini_path).resolve()
     raw = _read_ini_section(ini, SERVER_SECTION)
     parsers: dict[str, Callable[[str], Any]] = {
-        "host": _non_empty_string,
+        "host": non_empty_string,
         "port": _port,
-        "ssl_pem": lambda value: str(ini.parent / _non_empty_string(value)),
-        "threads": _positive_int,
+        "ssl_pem": lambda value: str(ini.parent / non_empty_string(value)),
+        "threads": positive_int,
         **{key: _seconds for key in SERVER_TIMINGS},
-        **{key: _positive_int for key in SERVER_COUNTS},
+        **{key: positive_int for key in SERVER_COUNTS},
     }
     result: dict[str, Any] = {}
     for key, parse in parsers.items():
@@ -390,7 +196,7 @@ def _seconds(value: str) -> float:
 
 
 def _port(value: Any) -> int:
-    port = _as_int(value, 1)
+    port = positive_int(value)
     if port > 65535:
         raise ValueError(f"port {port} is above 65535")
     return port
@@ -465,81 +271,10 @@ def _app_yaml_path(
 
 
 def _validate(values: dict[str, Any], sources: Mapping[str, str], config_dir: Path) -> dict[str, Any]:
-    if values.get("manager") is not None and values.get("managers") is not None:
-        raise ConfigurationError(
-            f"{sources['managers']}: managers: give either `manager` (one manager) or `managers` (several), not both"
-        )
-    result = dict(values)
-    for key, value in values.items():
-        validator = VALIDATORS.get(key)
-        if validator is not None:
-            if value is None and key not in ("private_token",):
-                result.pop(key)
-                continue
-            try:
-                result[key] = validator(value)
-            except ValueError as exc:
-                raise ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {exc}") from None
-        elif key not in DIRECTORY_KEYS and not _is_known(key):
-            log.warning("unknown configuration key %r (from %s) is ignored by pulsar itself", key, sources.get(key))
-    for key in DIRECTORY_KEYS:
-        if key in values:
-            try:
-                result[key] = _directory(values[key], config_dir, allow_none=key == "persistence_directory")
-            except ValueError as exc:
-                raise ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {exc}") from None
+    result = options.app_options(values, sources)
     result.setdefault("staging_directory", str(config_dir / "files" / "staging"))
     result.setdefault("persistence_directory", str(config_dir / "files" / "persisted_data"))
-    _check_message_queue(result, sources)
     return result
-
-
-#: message_queue_* keys; their values are checked where they are used (pulsar.messaging.wiring).
-MESSAGE_QUEUE_KEYS = frozenset(
-    {"message_queue_url", "message_queue_consume", "message_queue_publish", "message_queue_cleanup_job"}
-)
-
-
-def _check_message_queue(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-    """Keys of the message-queue mode must do something: `amqp_*` and `message_queue_*` keys
-    without `message_queue_url`, misspelt ones and pulsar-relay's `relay_*` keys stop the
-    start, as does an unusable `amqp_*` value (named with the file it came from)."""
-
-    def fail(key: str, reason: str) -> ConfigurationError:
-        return ConfigurationError(f"{sources.get(key, 'configuration')}: {key}: {reason}")
-
-    for key in values:
-        if key.startswith("relay_"):
-            raise fail(key, "pulsar-relay is not supported by this Pulsar; use message_queue_url with an AMQP broker")
-        if key.startswith("message_queue_") and key not in MESSAGE_QUEUE_KEYS:
-            raise fail(key, f"unknown key; the message-queue keys are {', '.join(sorted(MESSAGE_QUEUE_KEYS))}")
-    url = values.get("message_queue_url")
-    mq_keys = sorted(k for k in values if k.startswith("amqp_") or k in MESSAGE_QUEUE_KEYS)
-    if not url:
-        if mq_keys:
-            raise fail(mq_keys[0], "is set but message_queue_url is not, so it would do nothing")
-        return
-    try:
-        from pulsar.shared.amqp.settings import AmqpConfigError, parse_amqp_options
-    except ImportError as exc:
-        raise fail("message_queue_url", f"needs kombu ({exc}); install pulsar-app[amqp]") from None
-    try:
-        parse_amqp_options(str(url), values)
-    except AmqpConfigError as exc:
-        named = [k for k in mq_keys if k in str(exc)]
-        source = sources.get(named[0], "configuration") if named else "configuration"
-        raise ConfigurationError(f"{source}: {exc}") from None
-
-
-def _directory(value: Any, config_dir: Path, allow_none: bool) -> str | None:
-    if allow_none and (value is None or value == PERSISTENCE_DISABLED):
-        return None
-    text = _non_empty_string(value)
-    return str(config_dir / os.path.expanduser(text))
-
-
-def _is_known(key: str) -> bool:
-    return key in PASS_THROUGH_KEYS or key.startswith(PASS_THROUGH_PREFIXES)
 
 
 # --- who may be served without a token ---------------------------------------------------

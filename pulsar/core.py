@@ -25,7 +25,7 @@ from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.store import JobStore
 from pulsar.managers.environment import JobEnvironment
 from pulsar.managers.registry import build_manager
-from pulsar.util.flags import parse_bool
+from pulsar.options import app_options, default, manager_options
 
 if TYPE_CHECKING:
     from pulsar.messaging.bind import MessageQueueBinding
@@ -36,18 +36,6 @@ DEFAULT_STAGING_DIRECTORY = "files/staging"
 DEFAULT_PERSISTENCE_DIRECTORY = "files/persisted_data"
 DEFAULT_MAX_REQUEST_LINE = 1024 * 1024
 
-#: App-level options every manager inherits unless it sets its own.
-INHERITED_OPTIONS = (
-    "assign_ids",
-    "galaxy_home",
-    "debug",
-    "maximum_stream_size",
-    "job_directory_mode",
-    "staging_directory",
-    "tool_dependency_dir",
-    "max_job_attempts",
-    "fsync_uploads",
-)
 _SYSTEM_PROPERTY_OPTIONS = (
     "galaxy_home",
     "galaxy_virtual_env",
@@ -55,27 +43,6 @@ _SYSTEM_PROPERTY_OPTIONS = (
     "galaxy_dataset_files_path",
     "galaxy_datatypes_config_file",
 )
-
-
-def _flag(name: str, options: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = options.get(key)
-    if value is None:
-        return default
-    try:
-        return parse_bool(value, key)
-    except ValueError as exc:
-        raise ConfigurationError(f"manager {name}: {exc}") from None
-
-
-def parse_mode(value: Any, key: str = "job_directory_mode") -> int | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise ConfigurationError(f"{key} must be an octal mode such as '0770', not {value!r}") from None
 
 
 def manager_definitions(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -95,12 +62,9 @@ def manager_definitions(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return {protocol.DEFAULT_MANAGER_NAME: {"type": "queued_python"}}
 
 
-def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any = None,
-                      resolver: Any = None) -> ServiceSettings:
+def _service_settings(options: Mapping[str, Any], instrumenter: Any = None, resolver: Any = None) -> ServiceSettings:
+    """A manager's job-layer settings from its typed options (`pulsar.options.manager_options`)."""
     staging = Path(os.path.abspath(str(options.get("staging_directory") or DEFAULT_STAGING_DIRECTORY)))
-    assign_ids = str(options.get("assign_ids") or "galaxy")
-    if assign_ids not in ("galaxy", "uuid", "none"):
-        raise ConfigurationError(f"manager {name}: assign_ids must be 'galaxy' or 'uuid', not {assign_ids!r}")
     env = {key[len("env_"):]: str(value) for key, value in options.items() if key.startswith("env_")}
     galaxy_home = options.get("galaxy_home") or os.environ.get("GALAXY_HOME")
     galaxy_virtual_env = options.get("galaxy_virtual_env") or os.environ.get("GALAXY_VIRTUAL_ENV")
@@ -109,12 +73,16 @@ def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any =
         properties["galaxy_home"] = galaxy_home
     if galaxy_virtual_env:
         properties["galaxy_virtual_env"] = galaxy_virtual_env
+
+    def value(key: str) -> Any:
+        return options[key] if key in options else default(key)
+
     return ServiceSettings(
         staging_root=staging,
-        assign_ids=assign_ids,
-        maximum_stream_size=int(options.get("maximum_stream_size", protocol.DEFAULT_MAXIMUM_STREAM_SIZE)),
-        job_directory_mode=parse_mode(options.get("job_directory_mode")),
-        debug=_flag(name, options, "debug", False),
+        assign_ids=value("assign_ids"),
+        maximum_stream_size=value("maximum_stream_size"),
+        job_directory_mode=options.get("job_directory_mode"),
+        debug=value("debug"),
         system_properties=properties,
         script=ScriptOptions(
             env=env,
@@ -124,9 +92,9 @@ def _service_settings(name: str, options: Mapping[str, Any], instrumenter: Any =
             dependency_resolver=resolver,
             instrumenter=instrumenter,
         ),
-        job_name_template=str(options.get("job_name_template") or "pulsar_$job_id"),
-        max_job_attempts=int(options.get("max_job_attempts", 3)),
-        fsync_uploads=_flag(name, options, "fsync_uploads", True),
+        job_name_template=value("job_name_template"),
+        max_job_attempts=value("max_job_attempts"),
+        fsync_uploads=value("fsync_uploads"),
     )
 
 
@@ -147,6 +115,10 @@ class PulsarApp:
     """The server without HTTP.  Construct, then hand to `pulsar.web.wsgi.build_wsgi_app`."""
 
     def __init__(self, **options: Any):
+        # Typed through the options schema (again, when the loader already did: parsing is
+        # idempotent; its unknown-key warnings were given then).  Galaxy's embedded runners
+        # call this with keyword arguments straight from their configuration.
+        options = app_options(options, warn="config_dir" not in options)
         self.options = options
         self.version = __version__
         token = options.get("private_token")
@@ -165,9 +137,8 @@ class PulsarApp:
         self.bindings: list[MessageQueueBinding] = []
         instrumenter = build_instrumenter(options)
         try:
-            for name, manager_options in manager_definitions(options).items():
-                merged = {key: options[key] for key in INHERITED_OPTIONS if key in options}
-                merged.update(manager_options)
+            for name, definition in manager_definitions(options).items():
+                merged = manager_options(name, definition, options)
                 stage_in, stage_out = _remote_staging_hooks(merged)
                 store_dir = None if self.persistence_directory is None else self.persistence_directory / name
                 manager = build_manager(name, merged)
@@ -177,7 +148,7 @@ class PulsarApp:
                     manager,
                     JobStore(store_dir),
                     # resolution keys (tool_dependency_dir, conda_*, ...) from the app, a manager's own first
-                    _service_settings(name, merged, instrumenter, build_resolver({**options, **manager_options})),
+                    _service_settings(merged, instrumenter, build_resolver({**options, **merged})),
                     stage_in=stage_in,
                     stage_out=stage_out,
                 )

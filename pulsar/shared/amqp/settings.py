@@ -164,17 +164,18 @@ def parse_amqp_options(
 # --- keys ------------------------------------------------------------------------------------
 
 
+#: Every `amqp_*` option (the options schema, pulsar.options, lists them as one family).
+KNOWN_KEYS = frozenset(
+    {"amqp_key_prefix", "amqp_durable", "amqp_heartbeat", "amqp_consumer_timeout", "amqp_acknowledge",
+     "amqp_ack_republish_time", "amqp_publish_retry"}
+    | {f"amqp_publish_retry_{name}" for name in _RETRY_KEYS}
+    | {f"amqp_publish_{name}" for name in _PUBLISH_KEYS}
+    | {f"amqp_connect_ssl_{name}" for name in SSL_KEYS}
+)
+
+
 def _is_known(key: str) -> bool:
-    if key in ("amqp_key_prefix", "amqp_durable", "amqp_heartbeat", "amqp_consumer_timeout", "amqp_acknowledge",
-               "amqp_ack_republish_time", "amqp_publish_retry"):
-        return True
-    if key.startswith("amqp_publish_retry_"):
-        return key.removeprefix("amqp_publish_retry_") in _RETRY_KEYS
-    if key.startswith("amqp_publish_"):
-        return key.removeprefix("amqp_publish_") in _PUBLISH_KEYS
-    if key.startswith("amqp_connect_ssl_"):
-        return key.removeprefix("amqp_connect_ssl_") in SSL_KEYS
-    return False
+    return key in KNOWN_KEYS
 
 
 def _check_known(given: Mapping[str, Any]) -> None:
