@@ -79,3 +79,23 @@ def test_mq_writes_a_message_queue_configuration(tmp_path: Path, capsys: pytest.
 def test_without_mq_no_message_queue_url(tmp_path: Path) -> None:
     main(["--directory", str(tmp_path)])
     assert "message_queue_url" not in yaml.safe_load((tmp_path / "app.yml").read_text())
+
+
+def test_options_lists_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pulsar-config --options` prints every option of pulsar.options, refused ones marked."""
+    from pulsar import options
+
+    assert main(["--options"]) == 0
+    out = capsys.readouterr().out
+    for option in options.OPTIONS:
+        assert f"\n{option.name}" in "\n" + out, option.name
+    assert "job_managers_config (file; app)\n    REFUSED at start: " in out
+
+
+def test_generated_comments_come_from_the_schema(tmp_path: Path) -> None:
+    from pulsar import options
+
+    main(["--directory", str(tmp_path), "--mq"])
+    text = (tmp_path / "app.yml").read_text()
+    for key in yaml.safe_load(text):
+        assert f"# {options.find(key).doc}\n{key}:" in text  # type: ignore[union-attr]

@@ -1,11 +1,13 @@
 """`pulsar-config`: write a working configuration directory.
 
-Writes `app.yml` (with a freshly generated `private_token` unless one is given; mode 0600),
+Writes `app.yml` (with a freshly generated `private_token` unless one is given; mode 0600;
+each key commented with its line from the options schema, `pulsar.options`),
 `server.ini` (usable by `pulsar -c DIR` and by `paster serve server.ini`) and `local_env.sh`
 (sourced by `run.sh`).  Nothing is written if any of them exists, unless `--force`.
 `--mq` adds `message_queue_url` (`--mq-url`, default the local broker's guest account) for
 the message-queue deployment: start it with `pulsar -m webless -c DIR`, and give Galaxy's
 destination a `jobs_directory` equal to the `staging_directory` written here.
+`--options` lists every option of the schema instead.
 """
 
 from __future__ import annotations
@@ -17,53 +19,35 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from pulsar import options
 from pulsar.util.fileio import atomic_write_text
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8913
 DEFAULT_MQ_URL = "amqp://guest:guest@localhost:5672//"
 
-APP_YML = """\
+APP_YML_HEADER = """\
 # Pulsar application configuration, written by pulsar-config.
-# Every option is described in app.yml.sample in the Pulsar sources.
-
-# Shared secret every client (Galaxy's destination `private_token`) must send.
-# Keep this file readable by the Pulsar user only.
-private_token: {token}
-
-# Job directories and the server's own state; relative paths are relative to this directory.
-staging_directory: files/staging
-persistence_directory: files/persisted_data
-
-managers:
-  _default_:
-{manager}
-{mq}"""
-
-MQ_BLOCK = """
-# Message-queue mode: Galaxy sends jobs through this broker and Pulsar pulls inputs from and
-# pushes outputs to Galaxy's HTTP API itself. Galaxy's destination needs
-# jobs_directory: {staging} (the staging_directory above, as an absolute path).
-message_queue_url: {url}
-# TLS to the broker: use amqps:// and, for a private CA or client certificates,
-#amqp_connect_ssl_ca_certs: /path/to/ca.pem
-#amqp_connect_ssl_certfile: /path/to/client.pem
-#amqp_connect_ssl_keyfile: /path/to/client.key
-#amqp_connect_ssl_cert_reqs: cert_required
-# Retry publishing while the broker is briefly unreachable (status updates also wait in an
-# on-disk outbox under persistence_directory, so none is lost either way):
-amqp_publish_retry: true
+# Every option is listed by `pulsar-config --options` and described in app.yml.sample;
+# relative paths are relative to this directory.  Keep this file readable by the Pulsar
+# user only: it holds the token.
 """
 
-LOCAL_MANAGER = """\
-    # run jobs on this machine, this many at a time
-    type: queued_python
-    num_concurrent_jobs: 1"""
+#: Extra advice under the option's own doc line (which comes from pulsar.options).
+MQ_ADVICE = """\
+# Galaxy's destination needs jobs_directory: {staging} (the staging_directory above, as an
+# absolute path).  TLS to the broker: use amqps:// and, for a private CA or client
+# certificates, amqp_connect_ssl_ca_certs / _certfile / _keyfile (see app.yml.sample).
+"""
 
-DRMAA_MANAGER = """\
-    # submit jobs through DRMAA (library from DRMAA_LIBRARY_PATH, see local_env.sh)
-    type: queued_drmaa"""
+#: The default manager's options: run jobs on this machine, or through DRMAA (the library
+#: from DRMAA_LIBRARY_PATH, see local_env.sh).
+LOCAL_MANAGER = {"type": "queued_python", "num_concurrent_jobs": 1}
+DRMAA_MANAGER = {"type": "queued_drmaa"}
 
 SERVER_INI = """\
 # Pulsar web server configuration, written by pulsar-config.
@@ -123,6 +107,9 @@ LOCAL_ENV = """\
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.options:
+        sys.stdout.write(options_listing())
+        return 0
     directory = Path(args.directory).resolve()
     files = render(
         directory=directory,
@@ -156,18 +143,51 @@ FILE_MODES = {"app.yml": 0o600, "server.ini": 0o644, "local_env.sh": 0o644}
 def render(*, directory: Path, host: str, port: int, token: str, libdrmaa_path: str | None,
            message_queue_url: str | None = None) -> dict[str, str]:
     """The generated files by name (pure: writes nothing)."""
-    mq = ""
+    staging = directory / "files" / "staging"
+    entries: list[tuple[str, Any]] = [
+        ("private_token", token),
+        ("staging_directory", "files/staging"),
+        ("persistence_directory", "files/persisted_data"),
+        ("managers", {"_default_": DRMAA_MANAGER if libdrmaa_path else LOCAL_MANAGER}),
+    ]
     if message_queue_url:
-        mq = MQ_BLOCK.format(url=json.dumps(message_queue_url), staging=directory / "files" / "staging")
+        entries += [("message_queue_url", message_queue_url),
+                    # status updates also wait in an on-disk outbox, so none is lost either way
+                    ("amqp_publish_retry", True)]
     drmaa = (f"export DRMAA_LIBRARY_PATH={shlex.quote(libdrmaa_path)}" if libdrmaa_path
              else "#export DRMAA_LIBRARY_PATH=/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0")
+    app_yml = APP_YML_HEADER + "".join(_entry(key, value) for key, value in entries)
+    if message_queue_url:
+        app_yml += "\n" + MQ_ADVICE.format(staging=staging)
     return {
-        # a JSON string is a valid YAML scalar, whatever characters the token holds
-        "app.yml": APP_YML.format(token=json.dumps(token), manager=DRMAA_MANAGER if libdrmaa_path else LOCAL_MANAGER,
-                              mq=mq),
+        "app.yml": app_yml,
         "server.ini": SERVER_INI.format(directory=shlex.quote(str(directory)), host=host, port=port),
         "local_env.sh": LOCAL_ENV.format(drmaa=drmaa),
     }
+
+
+def _entry(key: str, value: Any) -> str:
+    """`key: value` preceded by the option's doc line from the schema (one place for it)."""
+    option = options.find(key)
+    if option is None:
+        raise KeyError(f"pulsar-config writes {key!r}, which pulsar.options does not know")
+    if isinstance(value, dict):
+        body = yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False, indent=4)
+    else:  # json.dumps: a valid YAML scalar whatever characters a token or URL holds
+        body = f"{key}: {json.dumps(value)}\n"
+    return f"\n# {option.doc}\n{body}"
+
+
+def options_listing() -> str:
+    """`pulsar-config --options`: every option of the schema, one paragraph each."""
+    lines = []
+    for option in sorted(options.OPTIONS, key=lambda o: (o.refused is not None, o.section, o.name)):
+        name = option.name + ("<X>" if option.prefix else "")
+        where = option.where if not option.types else f"manager ({', '.join(option.types)})"
+        default = "" if option.default is None else f"; default {json.dumps(option.default)}"
+        lines.append(f"{name} ({option.type}; {where}{default})")
+        lines.append(f"    {'REFUSED at start: ' + option.refused if option.refused else option.doc}")
+    return "\n".join(lines) + "\n"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -183,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mq-url", "--mq_url", default=DEFAULT_MQ_URL,
                         help=f"broker URL for --mq (default: {DEFAULT_MQ_URL})")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    parser.add_argument("--options", action="store_true", help="list every configuration option and exit")
     return parser
 
 
