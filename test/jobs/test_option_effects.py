@@ -1,0 +1,96 @@
+"""Every option does what it says: one job (or one setup) per option whose effect no other test
+shows, with the option set where admins set it -- the top of app.yml (every manager's default)
+or under a manager."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from pulsar.jobs.dependencies import build_resolver
+
+from .conftest import output_text, wait_terminal
+
+
+def run(service, job_id: str, command: str) -> dict:
+    service.setup(job_id)
+    service.submit(job_id, {"command_line": command})
+    doc = wait_terminal(service, job_id)
+    assert doc["status"] == "complete", doc
+    return doc
+
+
+@pytest.mark.parametrize("where", ["app", "manager"])
+def test_env_variables_reach_jobs(make_app, where: str) -> None:
+    option = {"env_PULSAR_TEST_VALUE": "from-option"}
+    app = make_app(**option) if where == "app" else make_app(managers={"m": {"type": "queued_python", **option}})
+    service = app.service(None if where == "app" else "m")
+    run(service, "e", "echo $PULSAR_TEST_VALUE > ../outputs/o")
+    assert output_text(service, "e", "output", "o") == "from-option\n"
+
+
+def test_tmp_dir_expression_is_the_jobs_tmp(make_app, tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    service = make_app(tmp_dir=f"$(mktemp -d {scratch}/job.XXXXXX)").service(None)
+    run(service, "t", "echo $TMPDIR > ../outputs/o")
+    assert output_text(service, "t", "output", "o").startswith(f"{scratch}/job.")
+
+
+def test_galaxy_virtual_env_is_activated(make_app, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f"export VIRTUAL_ENV={venv}\nexport PULSAR_TEST_ACTIVATED=yes\n")
+    service = make_app(galaxy_virtual_env=str(venv)).service(None)
+    run(service, "v", "echo $PULSAR_TEST_ACTIVATED > ../outputs/o")
+    assert output_text(service, "v", "output", "o") == "yes\n"
+
+
+def test_galaxy_paths_are_reported_and_galaxy_lib_is_set(make_app, tmp_path: Path) -> None:
+    home = tmp_path / "galaxy"
+    paths = {"galaxy_config_file": "/g/galaxy.yml", "galaxy_dataset_files_path": "/g/objects",
+             "galaxy_datatypes_config_file": "/g/datatypes_conf.xml"}
+    service = make_app(galaxy_home=str(home), **paths).service(None)
+    properties = service.setup("g")["system_properties"]
+    assert {key: properties[key] for key in paths} == paths and properties["galaxy_home"] == str(home)
+    service.submit("g", {"command_line": "echo $GALAXY_LIB > ../outputs/o"})
+    wait_terminal(service, "g")
+    assert output_text(service, "g", "output", "o") == f"{home}/lib\n"
+
+
+def test_job_directory_mode(make_app) -> None:
+    service = make_app(job_directory_mode="0700").service(None)
+    service.setup("m")
+    job_directory = Path(service.settings.staging_root) / "m"
+    assert stat.S_IMODE(os.stat(job_directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(job_directory / "working").st_mode) == 0o700
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_debug_keeps_job_directories_after_clean(make_app, debug: bool) -> None:
+    service = make_app(debug=debug).service(None)
+    run(service, "d", "true")
+    service.clean("d")
+    assert (Path(service.settings.staging_root) / "d").exists() is debug
+
+
+def test_conda_and_cache_options_reach_galaxys_resolvers(tmp_path: Path) -> None:
+    """Conda cannot run here: the options are checked where Galaxy's resolver holds them."""
+    resolver = build_resolver({
+        "tool_dependency_dir": str(tmp_path), "conda_prefix": str(tmp_path / "conda"), "conda_exec": "/bin/false",
+        "conda_auto_init": False, "use_cached_dependency_manager": True,
+        "tool_dependency_cache_dir": str(tmp_path / "cache"), "dependency_resolution": {"resolvers": [{"type": "conda"}]},
+    })
+    assert resolver is not None
+    manager = resolver._manager
+    conda = manager.dependency_resolvers[0]
+    assert type(manager).__name__ == "CachedDependencyManager"
+    assert manager.tool_dependency_cache_dir == str(tmp_path / "cache")
+    assert conda.conda_context.conda_prefix == str(tmp_path / "conda")
+    assert conda.conda_context.conda_exec == "/bin/false"
+    assert conda.auto_init is False and conda.disabled  # no conda: off, never installed behind the admin's back
+    assert json.dumps(conda.auto_install) == "false"
