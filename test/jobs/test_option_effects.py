@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pulsar.jobs.dependencies import build_resolver
+from test.managers.conftest import fake_scheduler  # noqa: F401  (fixture)
 
 from .conftest import output_text, wait_terminal
 
@@ -94,3 +95,15 @@ def test_conda_and_cache_options_reach_galaxys_resolvers(tmp_path: Path) -> None
     assert conda.conda_context.conda_exec == "/bin/false"
     assert conda.auto_init is False and conda.disabled  # no conda: off, never installed behind the admin's back
     assert json.dumps(conda.auto_install) == "false"
+
+
+def test_job_name_template_names_the_scheduler_job(make_app, fake_scheduler: Path, monkeypatch) -> None:  # noqa: F811
+    """The fake Torque (test/fakes/bin) runs the script it is given; the name is its #PBS -N line."""
+    monkeypatch.setenv("FAKE_PBS_FLAVOR", "torque")
+    app = make_app(job_name_template="galaxy_$job_id", managers={
+        "c": {"type": "queued_cli", "job_plugin": "Torque", "poll_interval": 0.1}})
+    service = app.service("c")
+    doc = run(service, "n1", "true")
+    assert doc["returncode"] == 0
+    script = (Path(service.settings.staging_root) / "n1" / "command.sh").read_text()
+    assert "#PBS -N galaxy_n1" in script.splitlines()
