@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pulsar import __version__, protocol
 from pulsar.errors import ConfigurationError, NotFound
+from pulsar.jobs.authorization import build_user_auth
 from pulsar.jobs.dependencies import build_resolver
 from pulsar.jobs.metrics import build_instrumenter
 from pulsar.jobs.script import ScriptOptions
 from pulsar.jobs.service import JobService
 from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.store import JobStore
+from pulsar.jobs.toolbox import build_tool_policy
 from pulsar.managers.environment import JobEnvironment
 from pulsar.managers.registry import build_manager
 from pulsar.options import app_options, default, manager_options
@@ -62,7 +64,8 @@ def manager_definitions(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return {protocol.DEFAULT_MANAGER_NAME: {"type": "queued_python"}}
 
 
-def _service_settings(options: Mapping[str, Any], instrumenter: Any = None, resolver: Any = None) -> ServiceSettings:
+def _service_settings(options: Mapping[str, Any], instrumenter: Any = None, resolver: Any = None,
+                      access: tuple[Any, Any] = (None, None)) -> ServiceSettings:
     """A manager's job-layer settings from its typed options (`pulsar.options.manager_options`)."""
     staging = Path(os.path.abspath(str(options.get("staging_directory") or DEFAULT_STAGING_DIRECTORY)))
     env = {key[len("env_"):]: str(value) for key, value in options.items() if key.startswith("env_")}
@@ -95,6 +98,8 @@ def _service_settings(options: Mapping[str, Any], instrumenter: Any = None, reso
         job_name_template=value("job_name_template"),
         max_job_attempts=value("max_job_attempts"),
         fsync_uploads=value("fsync_uploads"),
+        tool_policy=access[0],
+        user_auth=access[1],
     )
 
 
@@ -136,6 +141,7 @@ class PulsarApp:
         #: Message-queue bindings, one per manager, when `message_queue_url` is set.
         self.bindings: list[MessageQueueBinding] = []
         instrumenter = build_instrumenter(options)
+        access = (build_tool_policy(options), build_user_auth(options))  # tool allow-list, user_auth
         try:
             for name, definition in manager_definitions(options).items():
                 merged = manager_options(name, definition, options)
@@ -148,7 +154,7 @@ class PulsarApp:
                     manager,
                     JobStore(store_dir),
                     # resolution keys (tool_dependency_dir, conda_*, ...) from the app, a manager's own first
-                    _service_settings(merged, instrumenter, build_resolver({**options, **merged})),
+                    _service_settings(merged, instrumenter, build_resolver({**options, **merged}), access),
                     stage_in=stage_in,
                     stage_out=stage_out,
                 )

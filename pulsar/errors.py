@@ -40,6 +40,21 @@ class Conflict(PulsarError):
     error = "conflict"
 
 
+class Forbidden(PulsarError):
+    """The server will not do this for the client (a permission or policy says no)."""
+
+    http_status = 403
+    error = "forbidden"
+
+
+class Refused(Forbidden):
+    """The server's job policy refuses the job: its tool is not in the allow-list
+    (`tool_config_files`), its command line or tool files do not fit the tool, or
+    `user_auth` does not let its user run jobs.  `detail` is the reason, for the client."""
+
+    error = "refused"
+
+
 class ConfigurationError(Exception):
     """The configuration cannot be used; the message names the key and the file."""
 

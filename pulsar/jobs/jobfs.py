@@ -34,6 +34,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
+from pulsar import errors
 from pulsar.errors import InvalidArgument, NotFound, PulsarError
 from pulsar.util.logsafe import printable
 
@@ -60,11 +61,8 @@ class NotRegularFile(InvalidArgument):
     error = "not_a_regular_file"
 
 
-class Forbidden(PulsarError):
+class Forbidden(errors.Forbidden):
     """The server may not read or write the name (a job in real-user mode took the permission away)."""
-
-    http_status = 403
-    error = "forbidden"
 
 
 def is_temp_name(name: str) -> bool:

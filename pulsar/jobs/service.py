@@ -9,6 +9,7 @@ finds each job where it was and `recover()` carries it on.  Back-ends report thr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,10 +19,10 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from pulsar import protocol
-from pulsar.errors import InvalidArgument, NotFound
+from pulsar.errors import InvalidArgument, NotFound, Refused
 from pulsar.jobs import status as status_doc
 from pulsar.jobs.directory import JobDirectory, parse_path_type, remove_stale_temp_files
 from pulsar.jobs.events import Announcer, Listener
@@ -118,8 +119,11 @@ class JobService:
         tool_version: str | None = None,
         preserve_galaxy_python_environment: str | None = None,
     ) -> dict[str, Any]:
-        """Create the job directory; return the setup document (spec 3.2).  Idempotent."""
+        """Create the job directory; return the setup document (spec 3.2).  Idempotent.
+        Raises `Refused` (403), creating nothing, for a tool the allow-list does not list."""
         server_id = assign_job_id(validate_job_id(job_id), self.settings.assign_ids)
+        if self.settings.tool_policy is not None:
+            self.settings.tool_policy.check_tool(tool_id, tool_version)
         directory = self._create_directory(server_id, tool_id, tool_version)
         return status_doc.setup_document(directory, self.system_properties, tool_id, tool_version)
 
@@ -183,7 +187,9 @@ class JobService:
         On return the request is durably recorded (`launch_config` and the job record), so
         the job runs or ends `failed` even across a crash.  A job that already has a record
         is left alone (a repeated submit).  Raises `InvalidArgument` for a bad id or
-        request, `NotFound` when the job was never set up."""
+        request, `NotFound` when the job was never set up, and `Refused` (403) when the tool
+        allow-list or `user_auth` refuses the job: then it is already recorded `failed` with
+        the reason (and announced once), and nothing of it has run."""
         validate_job_id(job_id)
         directory = self._directory(job_id)
         if request.setup_params or request.force_setup:
@@ -191,6 +197,9 @@ class JobService:
             if setup_id != job_id:
                 raise InvalidArgument("setup_params.job_id does not match the job id of the request")
             tool = request.setup_params
+            if self.settings.tool_policy is not None:
+                with self._refusals_recorded(job_id):
+                    self.settings.tool_policy.check_tool(tool.get("tool_id"), tool.get("tool_version"))
             self._create_directory(job_id, tool.get("tool_id"), tool.get("tool_version"))
         request.substitute_directories(directory.path, self.settings.staging_root)
         with self._lock(job_id):
@@ -200,6 +209,8 @@ class JobService:
             if record is not None:
                 log.warning("job %s submitted again while %s; ignoring the second submit", job_id, record.state.name)
                 return
+            with self._refusals_recorded(job_id):
+                self._authorize(directory, request)
             for name in request.touch_outputs:
                 directory.touch(PathType.OUTPUT, name)
             save_launch_config(directory, request)
@@ -210,6 +221,25 @@ class JobService:
                 return
             record = JobRecord(job_id, JobState.SETUP)
             self._launch(directory, record, request)
+
+    def _authorize(self, directory: JobDirectory, request: SubmitRequest) -> None:
+        """`user_auth`, then the tool allow-list's checks of the tool files and command line
+        (`pulsar.jobs.toolbox.ToolPolicy.check_job`); `Refused` if either says no."""
+        if self.settings.user_auth is not None:
+            self.settings.user_auth.authorize(request)
+        if self.settings.tool_policy is not None:
+            self.settings.tool_policy.check_job(directory, request.command_line)
+
+    @contextlib.contextmanager
+    def _refusals_recorded(self, job_id: str) -> Iterator[None]:
+        """A `Refused` raised inside ends the job `failed` with the reason (one announcement,
+        no log line: the caller logs the refusal it passes on) before it propagates."""
+        try:
+            yield
+        except Refused as exc:
+            with self._lock(job_id):
+                self._fail(JobRecord(job_id, JobState.SETUP), exc.detail, quiet=True)
+            raise
 
     def _launch_spec(self, directory: JobDirectory, request: SubmitRequest, attempt: int) -> LaunchSpec:
         spec = launch_spec(directory, request, attempt, self.settings.job_name_template)
@@ -259,6 +289,12 @@ class JobService:
             record = self._record(job_id)
             if record is None or record.state is not JobState.STAGING_IN:
                 return  # cancelled or cleaned meanwhile
+            if self.settings.tool_policy is not None:
+                try:  # the tool files staged in are checked before anything runs
+                    self.settings.tool_policy.check_job(directory, request.command_line)
+                except Refused as exc:
+                    self._fail(record, f"refused: {exc.detail}")
+                    return
             self._launch(directory, record, request)
 
     # -- back-end events (ManagerEvents) -----------------------------------------------
@@ -354,10 +390,11 @@ class JobService:
             else:
                 self._finish(record, JobState.COMPLETE)
 
-    def _fail(self, record: JobRecord, reason: str) -> None:
+    def _fail(self, record: JobRecord, reason: str, *, quiet: bool = False) -> None:
         """End the job `failed`; one that never recorded an exit code (a launch or staging
-        failure) gets return code 1, as the reference reports it."""
-        log.error("job %s failed: %s", record.job_id, reason)
+        failure) gets return code 1, as the reference reports it.  `quiet`: the caller logs."""
+        if not quiet:
+            log.error("job %s failed: %s", record.job_id, reason)
         directory = self._directory(record.job_id)
         if directory.exists() and status_doc.read_return_code(directory) is None:
             directory.write_atomic([protocol.RETURN_CODE_FILE], b"1\n")

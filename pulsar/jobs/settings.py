@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pulsar import protocol
 from pulsar.jobs.script import ScriptOptions
+
+if TYPE_CHECKING:
+    from pulsar.jobs.authorization import UserAuth
+    from pulsar.jobs.toolbox import ToolPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,3 +27,7 @@ class ServiceSettings:
     max_job_attempts: int = 3
     fsync_uploads: bool = True
     staging_threads: int = 4
+    #: the tool allow-list (`tool_config_files`); None runs any tool
+    tool_policy: "ToolPolicy | None" = None
+    #: the user checks (`user_auth`); None runs every user's jobs
+    user_auth: "UserAuth | None" = None

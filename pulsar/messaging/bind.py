@@ -8,7 +8,7 @@ acks are on), and publishes every status update through the durable `Outbox`:
   record, or the ledger holds the same request) and acked without a second run.  The
   message is acked only after `JobService.submit_request` returned, i.e. once the job is
   durably recorded.  A request the service refuses ends as one `failed` update with the
-  reason in `stderr` (B21).
+  reason in `stderr` (B21); a job the tool allow-list or `user_auth` refuses likewise.
 * **kill** (3.4): `JobService.cancel`; nothing is published (B6).
 * **status** (3.3): the current document, through the outbox (unknown job: `lost`, B24).
 * **status updates** (3.5): the job service announces `running` and every terminal state
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pulsar.errors import InvalidArgument, PulsarError
+from pulsar.errors import InvalidArgument, PulsarError, Refused
 from pulsar.jobs import status as status_doc
 from pulsar.jobs.ids import validate_job_id
 from pulsar.jobs.service import JobService
@@ -41,6 +41,7 @@ from pulsar.jobs.submit import parse_submit_message
 from pulsar.messaging.ledger import RETENTION, JobLedger, setup_digest
 from pulsar.messaging.outbox import DEFAULT_DRAIN_INTERVAL, Outbox
 from pulsar.shared.amqp import ConsumerThread, PulsarExchange
+from pulsar.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ class MessageQueueBinding:
             self.ledger.received(job_id, digest)
             try:
                 self.service.submit_request(job_id, parse_submit_message(body))
+            except Refused as exc:  # the service has recorded (and announced) the job failed
+                log.warning("job %s: setup refused: %s", job_id, printable(exc.detail))
             except PulsarError as exc:  # the request's fault; record_failure logs it
                 self.service.record_failure(job_id, f"setup refused: {exc.detail}")
             except Exception as exc:
