@@ -18,10 +18,15 @@ trailing white space ignored), one or more blanks (spaces, tabs; never a newline
   component of letters, digits, `_`, `-`, `.`, not starting with a dot (so no `..`);
 * `<single_quote>...</single_quote>`, `<double_quote>...</double_quote>` -- the children,
   enclosed in `'` or `"`;
-* `<parameter name="N" optional="true|false">...</parameter>` -- the children as one group
-  (N names it in messages); with `optional="true"` the group may be left out entirely.
+* `<optional>...</optional>` -- the children, or nothing at all.
 
-Anything else in the element, or a missing or unusable attribute, is a configuration error.
+`literal`, `regex`, `tool_wrapper`, `configfile`, `input` and `output` are the reference's
+elements (checked against the reference 0.16.0), with its meaning but stricter: it let
+`<output/>` be followed by `; touch ...` and accepted `..` in an `<input/>` path.  `integer`,
+`float`, the quote groups and `optional` are ours; the reference's `<parameter>` (whose
+meaning differs) and its `separate_by` attribute are not supported.  Anything else in the element -- an unknown
+element or attribute, a missing or unusable attribute -- is a configuration error, so no part
+of a validator is silently ignored.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ class _Element:
 
 _LEAVES = {"literal": ("value",), "regex": ("value",), "integer": (), "float": (), "tool_wrapper": ("name",),
            "configfile": ("name",), "input": (), "output": ()}
-_GROUPS = ("single_quote", "double_quote", "parameter")
+_GROUPS = ("single_quote", "double_quote", "optional")
 
 
 def _parse(element: Any) -> _Element:
@@ -63,6 +68,9 @@ def _parse(element: Any) -> _Element:
     if not isinstance(tag, str):  # a comment or processing instruction
         raise ValidatorError("only elements may appear in <command_validator>")
     attributes = {str(k): str(v) for k, v in element.attrib.items()}
+    unknown = sorted(set(attributes) - set(_LEAVES.get(tag, ())))
+    if unknown and (tag in _LEAVES or tag in _GROUPS):
+        raise ValidatorError(f"<{tag}> has no attribute {', '.join(unknown)}")
     if tag in _LEAVES:
         for name in _LEAVES[tag]:
             if not attributes.get(name):
@@ -78,8 +86,6 @@ def _parse(element: Any) -> _Element:
             raise ValidatorError(f"<{tag}> takes no child elements")
         return _Element(tag, attributes)
     if tag in _GROUPS:
-        if tag == "parameter" and attributes.get("optional", "false") not in ("true", "false"):
-            raise ValidatorError(f"<parameter optional={attributes['optional']!r}> must be 'true' or 'false'")
         children = tuple(_parse(child) for child in element)
         if not children:
             raise ValidatorError(f"<{tag}> needs at least one child element")
@@ -123,7 +129,7 @@ def _sequence(children: Sequence[_Element], job: Path) -> str:
     after_required = False
     for child in children:
         text = _render(child, job)
-        if child.tag == "parameter" and child.attributes.get("optional") == "true":
+        if child.tag == "optional":
             out += f"(?:{_SEP}{text})?" if after_required else f"(?:{text}{_SEP})?"
         else:
             out += (_SEP if after_required else "") + f"(?:{text})"
@@ -158,4 +164,4 @@ def _render(element: _Element, job: Path) -> str:
         return f"'{inner}'"
     if tag == "double_quote":
         return f'"{inner}"'
-    return inner  # parameter
+    return inner  # optional: the caller makes it so

@@ -14,8 +14,10 @@ The option names toolbox files in Galaxy's `tool_conf.xml` form::
     </toolbox>
 
 Each tool file's root `<tool>` gives `id` and `version` (Galaxy's default `1.0.0` when
-absent; macros and tokens are not expanded, so the version must be written out); the
-directory holding it is the tool's directory, against which uploaded tool files are compared.
+absent; macros and tokens are not expanded, so the version must be written out) and, in
+`<validators><command_validator>` (where the reference reads it), the command line's shape;
+the directory holding it is the tool's directory, against which uploaded tool files are
+compared.
 XML is parsed with defusedxml: no DTD, no entities, nothing fetched.
 """
 
@@ -76,7 +78,10 @@ def load_tool(path: Path) -> Tool:
     tool_id = root.get("id")
     if root.tag != "tool" or not tool_id:
         raise ConfigurationError(f"{OPTION}: {path} is not a tool file (no <tool id=...> root)")
-    validators = root.findall("command_validator")
+    if root.find("command_validator") is not None:
+        raise ConfigurationError(f"{OPTION}: {path}: put <command_validator> inside <validators>, where the "
+                                 "reference reads it")
+    validators = root.findall("validators/command_validator")
     if len(validators) > 1:
         raise ConfigurationError(f"{OPTION}: {path} has more than one <command_validator>")
     validator = None

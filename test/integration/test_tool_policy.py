@@ -74,9 +74,9 @@ def tool_dir(tmp_path: Path) -> Path:
     (directory / "cat.sh").write_text('cat "$1" > "$2"\n')
     (directory / "cat1.xml").write_text(textwrap.dedent("""\
         <tool id="cat1" version="1.0.0">
-          <command_validator>
+          <validators><command_validator>
             <literal value="sh"/><tool_wrapper name="cat.sh"/><input/><output/>
-          </command_validator>
+          </command_validator></validators>
         </tool>
         """))
     (tmp_path / "toolbox.xml").write_text('<toolbox><tool file="tools/cat1/cat1.xml"/></toolbox>')

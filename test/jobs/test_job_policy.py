@@ -30,10 +30,10 @@ def toolbox(tmp_path: Path) -> Path:
     (tool_dir / "cat.sh").write_bytes(WRAPPER)
     (tool_dir / "cat.xml").write_text(textwrap.dedent("""\
         <tool id="cat1" version="1.0.0">
-          <command_validator>
+          <validators><command_validator>
             <literal value="sh"/><tool_wrapper name="cat.sh"/><input/><output/>
-            <parameter name="conf" optional="true"><configfile name="opts.txt"/></parameter>
-          </command_validator>
+            <optional><configfile name="opts.txt"/></optional>
+          </command_validator></validators>
         </tool>
         """))
     (tmp_path / "tools" / "free.xml").write_text('<tool id="free" version="2"/>')

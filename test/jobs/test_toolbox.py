@@ -26,7 +26,9 @@ def write(path: Path, text: str) -> Path:
 @pytest.fixture
 def toolbox(tmp_path: Path) -> Path:
     write(tmp_path / "tools" / "cat" / "cat.xml", """\
-        <tool id="cat1" version="1.0.0"><command_validator><literal value="cat"/><input/></command_validator></tool>
+        <tool id="cat1" version="1.0.0">
+          <validators><command_validator><literal value="cat"/><input/></command_validator></validators>
+        </tool>
         """)
     write(tmp_path / "tools" / "sort.xml", '<tool id="sort1"/>')
     return write(tmp_path / "conf" / "toolbox.xml", """\
@@ -71,9 +73,12 @@ def test_unusable_options_stop_the_start(toolbox: Path, tmp_path: Path) -> None:
     fails({"tool_config_files": str(write(tmp_path / "b.xml", '<toolbox><tool file="nope.xml"/></toolbox>'))},
           "lists nope.xml, but there is no such file")
     fails({"tool_config_files": str(write(tmp_path / "c.xml", "<toolbox><tool"))}, "cannot read toolbox file")
-    write(tmp_path / "t" / "bad.xml", '<tool id="x"><command_validator><shell/></command_validator></tool>')
+    write(tmp_path / "t" / "bad.xml",
+          '<tool id="x"><validators><command_validator><shell/></command_validator></validators></tool>')
     fails({"tool_config_files": str(write(tmp_path / "t" / "box.xml", '<toolbox><tool file="bad.xml"/></toolbox>'))},
           r"unknown element <shell>")
+    write(tmp_path / "t" / "bad.xml", '<tool id="x"><command_validator><input/></command_validator></tool>')
+    fails({"tool_config_files": str(tmp_path / "t" / "box.xml")}, "put <command_validator> inside <validators>")
 
 
 def test_entities_and_dtds_are_refused(tmp_path: Path) -> None:
@@ -112,16 +117,15 @@ def validator(body: str) -> CommandValidator:
     ('<literal value="cat"/><single_quote><input/></single_quote>', "cat '/srv/staging/42/inputs/a'", True),
     ('<literal value="cat"/><double_quote><input/></double_quote>', "cat /srv/staging/42/inputs/a", False),
     ('<literal value="x"/><configfile name="c.txt"/>', "x /srv/staging/42/configs/c.txt", True),
-    ('<literal value="sort"/><parameter name="r" optional="true"><literal value="-r"/></parameter><input/>',
+    ('<literal value="sort"/><optional><literal value="-r"/></optional><input/>',
      "sort -r /srv/staging/42/inputs/a", True),
-    ('<literal value="sort"/><parameter name="r" optional="true"><literal value="-r"/></parameter><input/>',
+    ('<literal value="sort"/><optional><literal value="-r"/></optional><input/>',
      "sort /srv/staging/42/inputs/a", True),
-    ('<parameter name="r" optional="true"><literal value="-r"/></parameter><literal value="sort"/>', "sort", True),
-    ('<parameter name="r" optional="true"><literal value="-r"/></parameter><literal value="sort"/>', "-r sort", True),
-    ('<literal value="sort"/><parameter name="r" optional="true"><literal value="-r"/></parameter>', "sort", True),
-    ('<literal value="sort"/><parameter name="r" optional="true"><literal value="-r"/></parameter>', "sort -r", True),
-    ('<literal value="sort"/><parameter name="r" optional="true"><literal value="-r"/></parameter>', "sort-r", False),
-    ('<literal value="sort"/><parameter name="r"><literal value="-r"/></parameter>', "sort", False),
+    ('<optional><literal value="-r"/></optional><literal value="sort"/>', "sort", True),
+    ('<optional><literal value="-r"/></optional><literal value="sort"/>', "-r sort", True),
+    ('<literal value="sort"/><optional><literal value="-r"/></optional>', "sort", True),
+    ('<literal value="sort"/><optional><literal value="-r"/></optional>', "sort -r", True),
+    ('<literal value="sort"/><optional><literal value="-r"/></optional>', "sort-r", False),
 ])
 def test_command_validator(body: str, command: str, fits: bool) -> None:
     assert validator(body).matches(command, JOB) is fits
@@ -131,7 +135,8 @@ def test_command_validator(body: str, command: str, fits: bool) -> None:
     ("<literal/>", "needs a non-empty 'value'"),
     ('<regex value="("/>', "not a regular expression"),
     ('<tool_wrapper name="../x"/>', "plain file name"),
-    ('<parameter name="p" optional="maybe"><literal value="x"/></parameter>', "'true' or 'false'"),
+    ('<literal value="x" separate_by=","/>', "<literal> has no attribute separate_by"),
+    ('<parameter name="p"><literal value="x"/></parameter>', "unknown element <parameter>"),
     ('<single_quote/>', "at least one child"),
     ('<literal value="a"><literal value="b"/></literal>', "no child elements"),
 ])
