@@ -480,13 +480,23 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
         keepalive_linger=float(kwargs["keepalive_linger"] if kwargs.get("keepalive_linger") not in (None, "")
                                else DEFAULT_KEEPALIVE_LINGER),
     )
+    stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     log.info("serving on %s with %d threads", server.url, server.threads)
+    # The acceptor runs in a thread of its own and this one waits in Python, as in
+    # `pulsar.main`: the kernel may hand SIGTERM to any thread, only the main thread runs the
+    # handler, and a signal received elsewhere would not interrupt a main thread blocked in
+    # the acceptor's select (the first SIGTERM was lost about once in ten runs).
+    thread = threading.Thread(target=server.serve_forever, name="http-server", daemon=True)
+    thread.start()
     try:
-        server.serve_forever()
+        while thread.is_alive() and not stop.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
+        server.request_stop()
+        thread.join()
         if isinstance(wsgi_app, PulsarWsgiApp):
             wsgi_app.shutdown()

@@ -426,3 +426,54 @@ def test_server_ini_passes_the_slow_client_limits_to_pulsar_main(tmp_path: Path)
         assert (server.header_timeout, server.max_pending_heads, server.min_body_rate) == (7.5, 12, 100)
     finally:
         server.server_close()
+
+
+def test_server_runner_stops_on_a_sigterm_that_another_thread_received(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may hand a process-directed SIGTERM to any thread; `server_runner` (what
+    `paster serve` calls, in the main thread) must stop on it all the same, not only when the
+    main thread happens to be the one that received it."""
+    import signal
+    import time
+
+    from pulsar.web import server as server_module
+
+    made: list[Server] = []
+    real_make_server = server_module.make_server
+
+    def recording_make_server(*args: Any, **kwargs: Any) -> Server:
+        made.append(real_make_server(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(server_module, "make_server", recording_make_server)
+    app = PulsarWsgiApp(FakeApp(tmp_path))
+    returned = threading.Event()
+    hung: list[bool] = []
+
+    def signal_from_another_thread() -> None:
+        deadline = time.monotonic() + 30
+        while not made and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", made[0].port), timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        time.sleep(0.5)  # the probe's traffic over: the acceptor is back in select, idle
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # this thread, not the main one
+        if not returned.wait(10):
+            hung.append(True)
+            made[0].request_stop()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    helper = threading.Thread(target=signal_from_another_thread, daemon=True)
+    helper.start()
+    try:
+        server_module.server_runner(app, {}, host="127.0.0.1", port="0")
+        returned.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        helper.join(timeout=30)
+    assert not hung, "the SIGTERM was lost: the server kept serving"
+    assert getattr(app.app, "shut_down", False)
