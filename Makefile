@@ -24,7 +24,7 @@ $(VPY):
 	$(VPY) -m pip install --upgrade --disable-pip-version-check -q pip
 
 setup-venv: $(VPY)
-	$(VPY) -m pip install --disable-pip-version-check -q -e '.[drmaa,amqp,paster,metrics,deps]' -r dev-requirements.txt
+	$(VPY) -m pip install --disable-pip-version-check -q -e '.[drmaa,amqp,paster,metrics,deps,oidc]' -r dev-requirements.txt
 
 tests:
 	$(VPY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)

@@ -46,6 +46,8 @@ setup(
         "metrics": ["galaxy-job-metrics"],
         # Galaxy's tool dependency resolvers (pulsar/jobs/dependencies.py).
         "deps": ["galaxy-tool-util"],
+        # JWT verification for the oidc plugin of user_auth (pulsar/jobs/oidc.py).
+        "oidc": ["pyjwt[crypto]"],
     },
     entry_points={
         "console_scripts": [

@@ -18,8 +18,10 @@ are copied into every plugin's options (a plugin's own value wins), as in the re
 Plugins:
 
 * authentication `allow_all`: the user is `anonymous`;
-* authentication `oidc`: not supported by this server (it would need the user's token from
-  Galaxy and a JWT verification); configuring it stops the start;
+* authentication `oidc`: the user named by the JWT Galaxy issues for the job
+  (`pulsar.jobs.oidc`: `oidc_jwks_url`, `oidc_provider`, `oidc_username_in_token`,
+  `oidc_username_template`); it needs the job's `token_endpoint`, which the reference only
+  reads over the message queue and this server over HTTP too;
 * authorisation `allow_all`: every user;
 * authorisation `userlist`: the users listed in `userlist_allowed_users`; it needs an
   authentication plugin to name the user (without one the reference fails every job, here the
@@ -37,6 +39,8 @@ import logging
 from typing import Any, Callable, Mapping, Sequence
 
 from pulsar.errors import ConfigurationError, Refused
+from pulsar.jobs import oidc
+from pulsar.jobs.oidc import NotAuthenticated
 from pulsar.jobs.submit import SubmitRequest
 
 log = logging.getLogger(__name__)
@@ -45,17 +49,13 @@ OPTION = "user_auth"
 ANONYMOUS = "anonymous"
 
 #: authentication plugin -> the option keys it reads
-_AUTHENTICATION_KEYS: dict[str, frozenset[str]] = {"allow_all": frozenset()}
+_AUTHENTICATION_KEYS: dict[str, frozenset[str]] = {"allow_all": frozenset(), "oidc": oidc.KEYS}
 #: authorisation plugin -> the option keys it reads
 _AUTHORIZATION_KEYS: dict[str, frozenset[str]] = {
     "allow_all": frozenset(),
     "userlist": frozenset({"userlist_allowed_users"}),
 }
-_UNSUPPORTED = {
-    "oidc": "the oidc authentication plugin is not supported by this server; remove it from user_auth.authentication",
-}
-
-Authenticator = Callable[[SubmitRequest], "str | None"]
+Authenticator = Callable[[SubmitRequest], str]  # the user's name; NotAuthenticated(reason) if unknown
 Authorizer = Callable[["str | None"], "str | None"]  # the reason the user is refused, or None
 
 
@@ -70,12 +70,16 @@ class UserAuth:
         """The user the job runs for (None without authentication plugins); `Refused` when
         no authentication plugin names one, or no authorisation plugin allows it."""
         user = None
-        for _name, authenticate in self.authentication:
-            user = authenticate(request)
-            if user is not None:
+        failures = []
+        for name, authenticate in self.authentication:
+            try:
+                user = authenticate(request)
                 break
-        if self.authentication and user is None:
-            raise Refused("user_auth: no authentication plugin could identify the user of the job")
+            except NotAuthenticated as exc:
+                failures.append(f"{name}: {exc}")
+        if failures and user is None:
+            raise Refused("user_auth: no authentication plugin could identify the user of the job ("
+                          + "; ".join(failures) + ")")
         reasons = []
         for name, authorize in self.authorization:
             reason = authorize(user)
@@ -89,6 +93,11 @@ class UserAuth:
 
 def _allow_all_authentication(options: Mapping[str, Any]) -> Authenticator:
     return lambda request: ANONYMOUS
+
+
+def _oidc(options: Mapping[str, Any]) -> Authenticator:
+    authenticate = oidc.build_oidc(options)
+    return lambda request: authenticate(request.token_endpoint)
 
 
 def _allow_all_authorization(options: Mapping[str, Any]) -> Authorizer:
@@ -105,6 +114,7 @@ def _userlist(options: Mapping[str, Any]) -> Authorizer:
 
 _AUTHENTICATION_FACTORIES: dict[str, Callable[[Mapping[str, Any]], Authenticator]] = {
     "allow_all": _allow_all_authentication,
+    "oidc": _oidc,
 }
 _AUTHORIZATION_FACTORIES: dict[str, Callable[[Mapping[str, Any]], Authorizer]] = {
     "allow_all": _allow_all_authorization,
@@ -127,8 +137,6 @@ def _plugins(
         if not isinstance(entry, Mapping) or not isinstance(entry.get("type"), str):
             raise ConfigurationError(f"{OPTION}.{section}: every plugin must be a mapping with a 'type', not {entry!r}")
         kind = entry["type"]
-        if kind in _UNSUPPORTED:
-            raise ConfigurationError(f"{OPTION}.{section}: {_UNSUPPORTED[kind]}")
         if kind not in known:
             raise ConfigurationError(f"{OPTION}.{section}: unknown plugin type {kind!r} (known: {', '.join(known)})")
         own = set(entry) - {"type"}

@@ -181,7 +181,7 @@ def test_user_auth_refuses_before_anything_runs(make_app: App, config: dict[str,
 @pytest.mark.parametrize("config, message", [
     ("allow_all", "must be a mapping"),
     ({"authentication": {"type": "allow_all"}}, "authentication must be a list"),
-    ({"authentication": [{"type": "oidc", "oidc_jwks_url": "https://x"}]}, "oidc authentication plugin is not supported"),
+    ({"authentication": [{"type": "oidc", "oidc_jwks_url": "https://x"}]}, "the oidc plugin needs oidc_provider"),
     ({"authentication": [{"type": "ldap"}]}, "unknown plugin type 'ldap'"),
     ({"authentication": [{"type": "allow_all"}], "authorization": [{"type": "userlist"}]}, "needs userlist_allowed_users"),
     ({"authentication": [{"type": "allow_all"}],

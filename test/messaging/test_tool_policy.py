@@ -1,5 +1,6 @@
-"""The tool allow-list and `user_auth` over the message queue: a listed tool runs; a refused
-job gets exactly one status update, `failed` with the reason, and nothing of it runs."""
+"""The tool allow-list and `user_auth` (allow_all, userlist, oidc with a real identity
+provider on loopback) over the message queue: a listed tool runs; a refused job gets exactly
+one status update, `failed` with the reason, and nothing of it runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from pulsar.core import PulsarApp
+from test.jobs.test_oidc import IdentityProvider, oidc_auth
 from test.messaging.conftest import GalaxyQueues, setup_body
 
 pytestmark = pytest.mark.rabbitmq
@@ -68,3 +70,21 @@ def test_user_auth(galaxy: GalaxyQueues, mq_app: App, tmp_path: Path, allowed: l
         refused_once(galaxy, "u", "user 'anonymous' is not in userlist_allowed_users")
     else:
         assert galaxy.terminal("u")["outputs_directory_contents"] == ["ran"]
+
+
+@pytest.mark.parametrize("user, refused", [("alice@example.org", False), ("mallory@example.org", True)])
+def test_oidc_user_from_the_setup_messages_token_endpoint(galaxy: GalaxyQueues, mq_app: App, user: str,
+                                                          refused: bool) -> None:
+    idp = IdentityProvider()
+    try:
+        idp.claims = {"preferred_username": user}
+        mq_app(user_auth=oidc_auth(idp, ["alice@example.org"]))
+        galaxy.send("setup", setup_body("o", "touch __PULSAR_JOB_DIRECTORY__/outputs/ran",
+                                        token_endpoint=f"{idp.url}/api/jobs/ENC/oidc-tokens?job_key=K"))
+        if refused:
+            refused_once(galaxy, "o", "user 'mallory@example.org' is not in userlist_allowed_users")
+        else:
+            assert galaxy.terminal("o")["outputs_directory_contents"] == ["ran"]
+        assert idp.paths[0] == "/api/jobs/ENC/oidc-tokens?job_key=K&provider=myprov"
+    finally:
+        idp.stop()
