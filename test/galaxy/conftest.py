@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from test.managers.conftest import sge, sshd  # noqa: F401 (the real Grid Engine and a private sshd, shared)
+from test.managers.conftest import sge, ssh_server, sshd  # noqa: F401 (the real Grid Engine and a private sshd, shared)
 from test.support.reference import reference_venv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,33 +1,24 @@
 """Fixtures for manager tests: real schedulers (skipped with a reason when not running),
-a private sshd on loopback, an unprivileged user, fake scheduler executables."""
+a private sshd on loopback (test.support.sshd), an unprivileged user, fake scheduler executables."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import Iterator
 
 import pytest
 
 from test.managers.harness import RecordingEvents
+from test.support.sshd import ssh_server, sshd  # noqa: F401  (fixtures, shared)
+from test.support.system import apt_install, unavailable
 
 HERE = Path(__file__).resolve().parent
 FAKES_BIN = HERE.parent / "fakes" / "bin"
 SGE_ENV = Path("/run/drm-ci/sge/sge.env")
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip a test whose scheduler/system piece is missing -- except where the run promises
-    them (CI sets PULSAR_TEST_REQUIRE_SCHEDULERS=1): there a missing piece is a failure, so a
-    broken scheduler start cannot pass as a green run."""
-    if os.environ.get("PULSAR_TEST_REQUIRE_SCHEDULERS") == "1":
-        pytest.fail(f"required for this run but unavailable: {reason}")
-    pytest.skip(reason)
 
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -105,7 +96,7 @@ def drm_user() -> tuple[str, int]:
     if os.geteuid() != 0:
         unavailable("creating a test user needs root")
     if shutil.which("sudo") is None:
-        result = _apt_install("sudo")
+        result = apt_install("sudo")
         if shutil.which("sudo") is None:
             unavailable(f"sudo is not installed and could not be installed: {result}")
     if _run(["id", "-u", DRM_USER]).returncode != 0:
@@ -126,86 +117,10 @@ def helper_python(drm_user: tuple[str, int]) -> str:
     if not os.path.exists(python):
         unavailable("no system /usr/bin/python3 for the DRMAA helpers")
     if subprocess.run(probe, capture_output=True, env=env).returncode != 0:
-        result = _apt_install("python3-drmaa")
+        result = apt_install("python3-drmaa")
         if subprocess.run(probe, capture_output=True, env=env).returncode != 0:
             unavailable(f"python3-drmaa is not installed and could not be installed: {result}")
     return python
-
-
-def _apt_install(*packages: str) -> str:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    argv = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", *packages]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return result.stderr.strip()[-300:]
-
-
-# --- a private sshd on loopback -------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """An sshd of our own on 127.0.0.1:<free port>, accepting a key generated here for
-    the current user.  Yields SecureShell params (prefix `shell_` added by the caller)."""
-    if os.geteuid() != 0:
-        unavailable("a private sshd needs root (privilege separation, host keys)")
-    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not os.path.exists(sshd_bin):
-        result = _apt_install("openssh-server")
-        if not os.path.exists(sshd_bin):
-            unavailable(f"openssh-server is not installed and could not be installed: {result}")
-    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        unavailable("ssh client tools are not installed")
-    home = tmp_path_factory.mktemp("sshd")
-    host_key, user_key = home / "host_key", home / "user_key"
-    for key in (host_key, user_key):
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
-    authorized = home / "authorized_keys"
-    shutil.copy(f"{user_key}.pub", authorized)
-    os.chmod(authorized, 0o600)
-    os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-    port = _free_port()
-    config = home / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {home}/sshd.pid\n"
-        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
-        f"SetEnv PATH={os.environ.get('PATH', '/usr/bin:/bin')}\n"
-    )
-    check = _run([sshd_bin, "-t", "-f", str(config)])
-    if check.returncode != 0:
-        unavailable(f"sshd rejects the test configuration: {check.stderr.strip()}")
-    process = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=open(home / "sshd.log", "wb"))
-    params = {"hostname": "127.0.0.1", "port": str(port), "private_key": str(user_key),
-              "strict_host_key_checking": "false"}
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            probe = _run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
-                          "UserKnownHostsFile=/dev/null", "-i", str(user_key), "-p", str(port), "127.0.0.1", "true"])
-            if probe.returncode == 0:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                log = (home / "sshd.log").read_text(errors="replace")[-500:]
-                unavailable(f"private sshd did not accept a login: {probe.stderr.strip()} / {log}")
-            time.sleep(0.2)
-        yield params
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- fake scheduler executables ------------------------------------------------------------------
