@@ -36,7 +36,7 @@ def server(amqp_url: str, unique_manager: str, tmp_path: Path, broker: RawBroker
     app = core.PulsarApp(staging_directory=str(tmp_path / "staging"),
                          persistence_directory=str(tmp_path / "server-persist"),
                          message_queue_url=amqp_url, managers={unique_manager: {"type": "queued_python"}},
-                         min_polling_interval=0.1, **server_options)
+                         **server_options)
     try:
         yield app
     finally:
