@@ -23,6 +23,7 @@ from pulsar.jobs.metrics import build_instrumenter
 from pulsar.jobs.script import ScriptOptions
 from pulsar.jobs.service import JobService
 from pulsar.jobs.settings import ServiceSettings
+from pulsar.jobs.ssh_transfer import SshSettings
 from pulsar.jobs.store import JobStore
 from pulsar.jobs.toolbox import build_tool_policy
 from pulsar.managers.environment import JobEnvironment
@@ -103,15 +104,15 @@ def _service_settings(options: Mapping[str, Any], instrumenter: Any = None, reso
     )
 
 
-def _remote_staging_hooks(options: Mapping[str, Any]) -> tuple[Any, Any]:
+def _remote_staging_hooks(options: Mapping[str, Any], ssh: SshSettings) -> tuple[Any, Any]:
     """Server-side staging bound to the manager's `preprocess_action_*` / `postprocess_action_*`
-    retry options (imported lazily: it pulls in `requests`)."""
+    retry options and the app's ssh host-key policy (imported lazily: it pulls in `requests`)."""
     remote_staging = importlib.import_module("pulsar.jobs.remote_staging")
     stage_in = functools.partial(
-        remote_staging.stage_in, retry=remote_staging.retry_executor(options, "preprocess_action_")
+        remote_staging.stage_in, retry=remote_staging.retry_executor(options, "preprocess_action_"), ssh=ssh
     )
     stage_out = functools.partial(
-        remote_staging.stage_out, retry=remote_staging.retry_executor(options, "postprocess_action_")
+        remote_staging.stage_out, retry=remote_staging.retry_executor(options, "postprocess_action_"), ssh=ssh
     )
     return stage_in, stage_out
 
@@ -133,6 +134,7 @@ class PulsarApp:
         self.persistence_directory = (
             None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
         )
+        ssh = SshSettings.from_options(options, self.persistence_directory)  # scp/rsync host keys
         self.services: dict[str, JobService] = {}
         #: The environment every job inherits: the server's, minus the token and secret-looking
         #: names (`withheld_environment`); captured once, its withheld names logged once.
@@ -145,7 +147,7 @@ class PulsarApp:
         try:
             for name, definition in manager_definitions(options).items():
                 merged = manager_options(name, definition, options)
-                stage_in, stage_out = _remote_staging_hooks(merged)
+                stage_in, stage_out = _remote_staging_hooks(merged, ssh)
                 store_dir = None if self.persistence_directory is None else self.persistence_directory / name
                 manager = build_manager(name, merged)
                 manager.use_environment(self.job_environment)

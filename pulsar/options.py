@@ -447,6 +447,14 @@ OPTIONS: tuple[Option, ...] = (
            refused="not supported: the chown helper always works by job id inside the staging "
                    "directory",
            types=("queued_external_drmaa",)),
+    # scp/rsync file actions
+    Option("ssh_host_key_checking", "accept-new|pinned|ignore", "Host keys of the scp/rsync file actions: "
+           "accept-new trusts a host's key the first time and refuses a changed one, pinned connects only to "
+           "hosts in ssh_known_hosts_file, ignore checks nothing (the reference's behaviour).", _S_JOBS, APP,
+           default="accept-new", parse=_choice("accept-new", "pinned", "ignore")),
+    Option("ssh_known_hosts_file", "file", "known_hosts file of the scp/rsync file actions: where accept-new "
+           "records keys, the list pinned allows.", _S_JOBS, APP,
+           default="PERSISTENCE_DIRECTORY/ssh_known_hosts", parse=non_empty_string),
 )
 
 

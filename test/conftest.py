@@ -13,6 +13,7 @@ import pytest
 
 from test.support.rabbitmq import amqp_url, unique_manager  # noqa: F401  (fixtures for every directory)
 from test.support.server import DEFAULT_TOKEN, PulsarServer, start_server
+from test.support.sshd import ssh_server  # noqa: F401  (a private sshd on loopback, for every directory)
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 

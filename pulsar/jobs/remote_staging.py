@@ -2,14 +2,16 @@
 
 `stage_in` runs `remote_staging.setup` before launch: each entry names a target (type,
 name) in the job directory and an action saying where the bytes come from (Galaxy's
-job-files endpoint, a path on a shared mount, or literal contents).  `stage_out` runs the
-client's own output-collection plan against this job directory and sends back every file
-whose action is remote.  Both use `requests` streaming in large blocks and retry only
-transient failures.  This module imports `pulsar.shared`, never `pulsar.client`.
+job-files endpoint, a path on a shared mount, the client's host over ssh, or literal
+contents).  `stage_out` runs the client's own output-collection plan against this job
+directory and sends back every file whose action is remote.  HTTP goes through `requests`,
+streaming in large blocks; scp and rsync through `pulsar.jobs.ssh_transfer`.  Only transient
+failures are retried.  This module imports `pulsar.shared`, never `pulsar.client`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.client
 import logging
@@ -22,7 +24,9 @@ import requests
 
 from pulsar import protocol
 from pulsar.errors import NotFound
+from pulsar.jobs import ssh_transfer
 from pulsar.jobs.directory import JobDirectory
+from pulsar.jobs.ssh_transfer import SshSettings, SshTransferError
 from pulsar.protocol import PathType
 from pulsar.shared import actions
 from pulsar.shared.action_mapper import FileActionMapper
@@ -55,13 +59,13 @@ class TransferError(Exception):
 
 
 class UnsupportedAction(Exception):
-    """This server cannot perform the action (e.g. rsync/scp/object store)."""
+    """This server cannot perform the action (e.g. object store)."""
 
 
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, (UnsupportedAction, ActionError, NotFound)):
         return False
-    if isinstance(exc, TransferError):
+    if isinstance(exc, (TransferError, SshTransferError)):
         return exc.transient
     return True  # connection errors, timeouts, I/O hiccups
 
@@ -120,11 +124,17 @@ def _fetch_url(url: str, target: Path, dir_fd: int | None = None) -> None:
             raise TransferError(f"GET {_redact(url)} interrupted: {exc}") from exc
 
 
-def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: PathType, name: str) -> None:
+def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: PathType, name: str,
+                  ssh: SshSettings | None = None) -> None:
     """Materialise one setup entry at (type, name) inside the job directory, written through
     the parent's directory fd (`JobDirectory.writable`), so a symlink the job planted on the
-    way is refused and one under the name itself is replaced, never written through."""
+    way is refused and one under the name itself is replaced, never written through.  `ssh`:
+    the host-key policy for scp/rsync actions (default: trust on first use, ssh's own file)."""
     kind = action.action_type
+    if kind in actions.SSH_ACTIONS:
+        with job_directory.writable(path_type, name) as (dir_fd, leaf, _):
+            ssh_transfer.fetch(action, ssh or SshSettings(), dir_fd, leaf)
+        return
     if kind not in (actions.MESSAGE, actions.REMOTE_COPY, *actions.URL_ACTIONS):
         raise UnsupportedAction(f"this server cannot perform {kind!r} actions")
     if kind in actions.URL_ACTIONS and not action.url:
@@ -139,23 +149,38 @@ def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: Pa
             _fetch_url(action.url, Path(leaf), dir_fd)
 
 
+def with_ssh_key(action: FileAction, path_type: str, remote_staging: Mapping[str, Any]) -> FileAction:
+    """An scp/rsync action with its key, which never travels inside the action (spec 6.5):
+    the key of the file-action rule matching the path, else the mapper's (the destination's
+    `ssh_key`), else `remote_staging.ssh_key` (message queue)."""
+    if action.action_type not in actions.SSH_ACTIONS or action.ssh_key:
+        return action
+    key = None
+    mapper_dict = remote_staging.get("action_mapper")
+    if mapper_dict:
+        mapper = FileActionMapper.from_dict(mapper_dict)
+        rule = mapper.rule_for(action.path, path_type) if action.path else None
+        key = (rule.ssh_key if rule is not None else None) or mapper.ssh_key
+    return dataclasses.replace(action, ssh_key=key or remote_staging.get("ssh_key"))
+
+
 def stage_in(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_cancelled: Callable[[], bool],
-             *, retry: RetryActionExecutor | None = None) -> None:
+             *, retry: RetryActionExecutor | None = None, ssh: SshSettings | None = None) -> None:
     """Run `remote_staging.setup` in order; raise on the first failure.  Returns early,
-    without error, once `is_cancelled()` is true."""
+    without error, once `is_cancelled()` is true.  `ssh`: host-key policy of scp/rsync."""
     executor = retry or retry_executor()
     for entry in remote_staging.get("setup") or []:
         if is_cancelled():
             log.info("job %s cancelled; input staging stopped", job_directory.job_id)
             return
-        action = FileAction.from_dict(entry["action"])
+        action = with_ssh_key(FileAction.from_dict(entry["action"]), str(entry["type"]), remote_staging)
         if action.action_type not in actions.SERVER_SETUP_ACTIONS:
             raise ActionError(f"action {action.action_type!r} cannot be staged by the server")
         path_type, name = PathType(entry["type"]), str(entry["name"])
         job_directory.upload_target(path_type, name)  # a bad name fails here, before any transfer
         log.debug("job %s: staging %s %s via %s", job_directory.job_id, printable(entry["type"]), printable(entry["name"]),
                   printable(action.action_type))
-        executor.execute(functools.partial(write_to_path, action, job_directory, path_type, name))
+        executor.execute(functools.partial(write_to_path, action, job_directory, path_type, name, ssh))
 
 
 # -- stage out ----------------------------------------------------------------------------
@@ -210,13 +235,17 @@ def _post_plain(url: str, source: Path, filename: str | None = None) -> bool:
         connection.close()
 
 
-def write_from_path(action: FileAction, source: Path, filename: str | None = None) -> None:
+def write_from_path(action: FileAction, source: Path, filename: str | None = None,
+                    ssh: SshSettings | None = None) -> None:
     """Send one output file (`source`) where the client wants it.  For a job's output,
     `source` is `/proc/self/fd/N` of the file `JobDirectory.open_output` opened: reopening
     it gives that same file (not whatever the name points at by then), from its start, on
-    every retry; `filename` is the name the multipart body reports."""
+    every retry; `filename` is the name the multipart body reports.  `ssh`: host-key policy
+    of scp/rsync (default: trust on first use, ssh's own file)."""
     kind = action.action_type
-    if kind == actions.REMOTE_COPY:
+    if kind in actions.SSH_ACTIONS:
+        ssh_transfer.send(action, ssh or SshSettings(), source)
+    elif kind == actions.REMOTE_COPY:
         copy_file(source, str(action.path), make_parents=True)
     elif kind in actions.URL_ACTIONS:
         if not action.url:
@@ -257,11 +286,12 @@ def _listing(job_directory: JobDirectory, client_outputs: Mapping[str, Any]) -> 
 
 
 def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_cancelled: Callable[[], bool],
-              *, retry: RetryActionExecutor | None = None) -> list[str]:
+              *, retry: RetryActionExecutor | None = None, ssh: SshSettings | None = None) -> list[str]:
     """Send back every collected output whose action is remote; return failure messages.
 
     HTTP 403 from Galaxy (a purged dataset) is not a failure; neither is a missing file the
-    plan marks as optional.
+    plan marks as optional.  `ssh`: host-key policy of scp/rsync.  An scp/rsync action
+    without a key of its own uses `remote_staging.ssh_key` (message queue).
     """
     mapper_dict = remote_staging.get("action_mapper")
     if not mapper_dict:
@@ -269,6 +299,7 @@ def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is
     mapper = FileActionMapper.from_dict(mapper_dict)
     if not _has_remote_actions(mapper):
         return []
+    mapper.ssh_key = mapper.ssh_key or remote_staging.get("ssh_key")
     executor = retry or retry_executor(prefix="postprocess_action_")
     client_outputs = remote_staging.get("client_outputs") or {}
     plan = plan_output_collection(client_outputs, _listing(job_directory, client_outputs))
@@ -289,7 +320,7 @@ def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is
                 raise
             with handle:
                 source = Path(f"/proc/self/fd/{handle.fileno()}")
-                executor.execute(functools.partial(write_from_path, action, source, Path(fetch.name).name))
+                executor.execute(functools.partial(write_from_path, action, source, Path(fetch.name).name, ssh))
         except TransferError as exc:
             if exc.http_status == 403:
                 log.info("job %s: %s refused with 403 (dataset deleted?); skipped", job_directory.job_id, printable(fetch.name))

@@ -19,6 +19,7 @@ from test.client.mq_broker import ManagerFactory, RawBroker
 from test.client.mq_jobs import INPUT_BYTES, Galaxy, destination, galaxy_job
 from test.support.galaxy_files import FakeGalaxy
 from test.support.polling import wait_for
+from test.support.sshd import SshServer
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -78,6 +79,27 @@ def test_remote_transfer_job_round_trip(server: Any, managers: ManagerFactory,
     assert "501" not in manager.status_cache
     # marked done right after the callback returned (in the consumer thread)
     wait_for(lambda: manager.tracker.active_jobs() == [], what="job 501 no longer active")
+
+
+@pytest.mark.parametrize("tool, job_id", [("remote_scp_transfer", "511"), ("remote_rsync_transfer", "512")])
+def test_scp_and_rsync_job_round_trip(tool: str, job_id: str, server: Any, managers: ManagerFactory,
+                                      fake_galaxy: FakeGalaxy, ssh_server: SshServer, tmp_path: Path) -> None:
+    """Over the message queue the key also travels as `remote_staging.ssh_key`; the server
+    fetches the input and sends the output by scp/rsync (a private sshd on loopback), so
+    Galaxy's files API sees no request at all."""
+    galaxy = Galaxy()
+    manager = managers(galaxy)
+    ssh = {"ssh_user": ssh_server.user, "ssh_host": ssh_server.host, "ssh_port": str(ssh_server.port),
+           "ssh_key": ssh_server.user_key.read_text()}
+    client = manager.get_client(destination(tmp_path / "staging", default_file_action=tool, **ssh), job_id,
+                                files_endpoint=fake_galaxy.files_endpoint(job_id), token_endpoint=None, env=[])
+    job = galaxy_job(client, fake_galaxy.root, job_id)
+    submit_job(client, job.description, job.setup)
+    final = galaxy.wait_terminal(job_id)
+    assert final["status"] == "complete" and final["returncode"] == 0, final
+    assert job.output_path.read_bytes() == INPUT_BYTES
+    assert fake_galaxy.requests_for(job_id) == []
+    assert galaxy_finish(manager, tmp_path, fake_galaxy, job_id, job.description.client_outputs) == []
 
 
 def test_non_zero_exit_is_reported_complete_with_the_code(server: Any, managers: ManagerFactory,
