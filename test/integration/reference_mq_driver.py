@@ -10,7 +10,8 @@ here is whichever package that python finds.
 CONFIG_JSON: {"amqp_url", "admin_url" (plain AMQP, for queue checks), "manager",
 "jobs_directory" (= the server's staging directory), "galaxy_url", "job_key", "galaxy_root",
 "persistence_directory", "result_path", "scenarios": [names], "amqp_options": {amqp_* runner
-params}, "job_id_base"}.
+params}, "job_id_base", "destination" (optional: destination params over the MQ runner's,
+e.g. another default_file_action and its ssh_*)}.
 
 Galaxy's side, step by step (mq-protocol.md §6): one client manager built with
 `build_client_manager(amqp_url=..., manager=..., cache=None, transport=None,
@@ -264,7 +265,8 @@ class Driver:
         self.manager.ensure_has_status_update_callback(self.recorder)
         self.manager.ensure_has_ack_consumers()
         self.destination = {"jobs_directory": config["jobs_directory"], "default_file_action": "remote_transfer",
-                            "rewrite_parameters": "true", "dependency_resolution": "remote"}
+                            "rewrite_parameters": "true", "dependency_resolution": "remote",
+                            **(config.get("destination") or {})}
 
     def client_for(self, job_id):
         galaxy, key = self.config["galaxy_url"], self.config["job_key"]

@@ -28,6 +28,7 @@ from test.support.mq_server import MqServer, start_our_mq_server, start_referenc
 from test.support.rabbitmq import require_broker, tls_settings, unique_name
 from test.support.reference import reference_bin
 from test.support.server import subprocess_env
+from test.support.sshd import SshServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.rabbitmq, pytest.mark.timeout(900)]
 
@@ -90,9 +91,11 @@ def client_command(client: str) -> tuple[list[str], dict[str, str]]:
 
 
 def run_driver(client: str, server: MqServer, galaxy: FakeGalaxy, work: Path,
-               scenarios: list[str] = SCENARIOS, mode: str = "scenarios", **amqp_options: Any) -> dict[str, Any]:
-    """Run the driver once (Galaxy's runner params: the server's broker URL, `amqp_options`);
-    every scenario's observations, plus the fake Galaxy's requests."""
+               scenarios: list[str] = SCENARIOS, mode: str = "scenarios", destination: dict[str, Any] | None = None,
+               **amqp_options: Any) -> dict[str, Any]:
+    """Run the driver once (Galaxy's runner params: the server's broker URL, `amqp_options`;
+    `destination`: params over the MQ runner's defaults); every scenario's observations, plus
+    the fake Galaxy's requests."""
     work.mkdir(parents=True, exist_ok=True)
     config = {
         "amqp_url": server.amqp_url, "admin_url": server.admin_url, "manager": server.manager,
@@ -100,7 +103,7 @@ def run_driver(client: str, server: MqServer, galaxy: FakeGalaxy, work: Path,
         "galaxy_url": galaxy.url, "job_key": galaxy.job_key, "galaxy_root": str(galaxy.root),
         "persistence_directory": str(work / "persisted"), "result_path": str(work / "result.json"),
         "scenarios": scenarios, "mode": mode, "amqp_options": amqp_options,
-        "job_id_base": str(uuid.uuid4().int % 10**8),
+        "job_id_base": str(uuid.uuid4().int % 10**8), "destination": destination or {},
     }
     config_path = work / "driver.json"
     config_path.write_text(json.dumps(config, indent=2))
@@ -259,6 +262,29 @@ def test_update_waits_in_the_queue_while_galaxy_is_down(client: str, server_kind
     assert (final["status"], final["returncode"], final["stdout"]) == ("complete", 0, "after the restart\n")
     assert result["finish_failures"] == []
     assert observed["stray_updates"] == [] and observed["shutdown_clean"] is True
+
+
+# ---------------------------------------------------------------------------------- scp / rsync
+# The files move by ssh (a private sshd on loopback: the fake Galaxy's files are on this host),
+# so the fake Galaxy's files API must see no request.
+
+SSH_CLIENTS = ["galaxy-lib-0.15.16", OURS]
+SSH_TOOLS = ["remote_scp_transfer", "remote_rsync_transfer"]
+
+
+@pytest.mark.parametrize("tool", SSH_TOOLS)
+@pytest.mark.parametrize("client", SSH_CLIENTS)
+def test_files_move_by_scp_and_rsync(client: str, tool: str, galaxy: FakeGalaxy, our_server: MqServer,
+                                     ssh_server: SshServer, tmp_path: Path) -> None:
+    destination = {"default_file_action": tool, "ssh_user": ssh_server.user, "ssh_host": ssh_server.host,
+                   "ssh_port": str(ssh_server.port), "ssh_key": ssh_server.user_key.read_text()}
+    observed = run_driver(client, our_server, galaxy, tmp_path, ["ok"], destination=destination)
+    ok = job(observed, "ok")
+    assert statuses(ok) == ["running", "complete"], observed["context"]
+    assert (terminal(ok)["returncode"], ok["galaxy_output"], ok["finish_failures"]) == \
+           (0, "input line\nconfig line\n", [])
+    assert requests_of(observed, ok) == []
+    assert ssh_server.user_key.read_text().splitlines()[1] not in our_server.log_text()
 
 
 # ---------------------------------------------------------------------------------- TLS + acks
