@@ -119,6 +119,16 @@ def test_settings_from_options(tmp_path: Path) -> None:
                                  tmp_path)
 
 
+def test_pinned_without_its_file_stops_the_start(tmp_path: Path) -> None:
+    from pulsar.core import PulsarApp
+
+    with pytest.raises(ConfigurationError, match="ssh_host_key_checking: pinned needs ssh_known_hosts_file"):
+        PulsarApp(staging_directory=str(tmp_path / "staging"), persistence_directory=str(tmp_path / "persisted"),
+                  ssh_host_key_checking="pinned")
+    with pytest.raises(ConfigurationError, match="ssh_host_key_checking: expected one of"):
+        PulsarApp(staging_directory=str(tmp_path / "staging"), ssh_host_key_checking="no")
+
+
 # -- both directions against the real sshd ---------------------------------------------------
 
 
@@ -265,3 +275,19 @@ def test_an_unreachable_host_is_transient(job: JobDirectory, tmp_path: Path) -> 
     with pytest.raises(SshTransferError, match="Connection refused") as info:
         stage_in(job, remote_staging, never, ssh=settings(tmp_path))
     assert info.value.transient
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_an_output_that_cannot_be_sent_is_a_failure_with_the_tools_message(tool: str, ssh_server: SshServer,
+                                                                           job: JobDirectory, tmp_path: Path) -> None:
+    """The output's directory cannot be created (a file stands where it should be): the
+    failure names the output and carries mkdir's own message; nothing else is sent."""
+    (tmp_path / "blocker").write_text("a file, not a directory\n")
+    (job.outputs / "dataset_5.dat").write_text("never arrives\n")
+    outputs = ClientOutputs(working_directory=str(tmp_path / "w"),
+                            output_files=[str(tmp_path / "blocker" / "sub" / "dataset_5.dat")])
+    mapper = mapper_for(ssh_server, tool)
+    failures = stage_out(job, {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}, never,
+                         ssh=settings(tmp_path))
+    assert len(failures) == 1 and "dataset_5.dat" in failures[0] and "Not a directory" in failures[0], failures
+    assert (tmp_path / "blocker").read_text() == "a file, not a directory\n"
