@@ -161,11 +161,14 @@ class Endpoint:
 
     @property
     def login(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        """ssh's destination: `user@host`, an IPv6 address as it is."""
+        host = self.host.strip("[]")
         return f"{self.user}@{host}" if self.user else host
 
     def remote(self, path: str) -> str:
-        return f"{self.login}:{path}"
+        """scp's and rsync's `user@host:path`, an IPv6 address in brackets."""
+        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}:{path}" if self.user else f"{host}:{path}"
 
 
 @contextlib.contextmanager

@@ -85,6 +85,13 @@ def test_mkdir_is_quoted_for_the_remote_shell() -> None:
     assert argv[-3:] == ["--", "h", "mkdir -p -- '/out/$(touch x); y'"]
 
 
+def test_an_ipv6_host_is_bracketed_for_scp_and_rsync_only() -> None:
+    endpoint = Endpoint("::1", "KEY", "galaxy")
+    assert endpoint.remote("/d/f") == "galaxy@[::1]:/d/f"
+    assert ssh_transfer.mkdir_argv(SshSettings(), "k", endpoint, "/d")[-2] == "galaxy@::1"
+    assert Endpoint("[::1]", "KEY").remote("/d/f") == "[::1]:/d/f"
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("ssh_host", "-oProxyCommand=touch /tmp/x", "is not a host name"),
     ("ssh_host", "", "is not a host name"),
