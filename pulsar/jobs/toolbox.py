@@ -14,7 +14,8 @@ The option names toolbox files in Galaxy's `tool_conf.xml` form::
     </toolbox>
 
 Each tool file's root `<tool>` gives `id` and `version` (Galaxy's default `1.0.0` when
-absent; macros and tokens are not expanded, so the version must be written out) and, in
+absent; Galaxy's macro tokens such as `@TOOL_VERSION@`, from the tool's `<macros>` and the
+macro files it imports, are expanded as Galaxy expands them) and, in
 `<validators><command_validator>` (where the reference reads it), the command line's shape;
 the directory holding it is the tool's directory, against which uploaded tool files are
 compared.
@@ -90,7 +91,43 @@ def load_tool(path: Path) -> Tool:
             validator = CommandValidator(validators[0])
         except ValidatorError as exc:
             raise ConfigurationError(f"{OPTION}: <command_validator> of {path}: {exc}") from None
-    return Tool(str(tool_id), str(root.get("version") or DEFAULT_TOOL_VERSION), path.parent, path, validator)
+    tokens = _macro_tokens(root, path.parent, path)
+    version = _expand(str(root.get("version") or DEFAULT_TOOL_VERSION), tokens, path)
+    return Tool(_expand(str(tool_id), tokens, path), version, path.parent, path, validator)
+
+
+#: Imported macro files followed at most this deep (an import cycle stops here).
+_MAX_IMPORT_DEPTH = 8
+
+
+def _macro_tokens(root: Any, directory: Path, source: Path, depth: int = 0) -> dict[str, str]:
+    """Galaxy's macro tokens (`<macros><token name="@X@">value</token>`, also in the files
+    `<macros><import>` names, relative to the tool's directory), because tool versions are
+    often written `@TOOL_VERSION@+galaxy0` and Galaxy sends the expanded version."""
+    tokens: dict[str, str] = {}
+    for macros in ([root] if root.tag == "macros" else root.findall("macros")):
+        for element in macros:
+            if element.tag == "token" and element.get("name"):
+                tokens[str(element.get("name"))] = (element.text or "").strip()
+            elif element.tag == "import" and element.text and element.text.strip():
+                if depth >= _MAX_IMPORT_DEPTH:
+                    raise ConfigurationError(f"{OPTION}: {source}: macro imports nest deeper than {_MAX_IMPORT_DEPTH}")
+                imported = (directory / element.text.strip()).resolve()
+                for name, value in _macro_tokens(_parse(imported, "macro file"), directory, imported, depth + 1).items():
+                    tokens.setdefault(name, value)  # the tool's own token wins
+    return tokens
+
+
+def _expand(text: str, tokens: Mapping[str, str], source: Path) -> str:
+    """`text` with every macro token replaced (tokens may use tokens)."""
+    for _ in range(_MAX_IMPORT_DEPTH):
+        expanded = text
+        for name, value in tokens.items():
+            expanded = expanded.replace(name, value)
+        if expanded == text:
+            return text
+        text = expanded
+    raise ConfigurationError(f"{OPTION}: {source}: macro tokens refer to each other in a loop")
 
 
 def load_toolbox(path: Path) -> list[Tool]:

@@ -143,3 +143,31 @@ def test_command_validator(body: str, command: str, fits: bool) -> None:
 def test_unusable_validators(body: str, message: str) -> None:
     with pytest.raises(ValidatorError, match=message):
         validator(body)
+
+
+def test_macro_tokens_in_the_version_are_expanded_as_galaxy_does(tmp_path: Path) -> None:
+    write(tmp_path / "macros.xml", """\
+        <macros>
+          <token name="@TOOL_VERSION@">2.5.1</token>
+          <token name="@VERSION_SUFFIX@">@SUFFIX_BASE@1</token>
+          <import>more.xml</import>
+        </macros>
+        """)
+    write(tmp_path / "more.xml", '<macros><token name="@SUFFIX_BASE@">galaxy</token></macros>')
+    write(tmp_path / "tool.xml", """\
+        <tool id="bwa" version="@TOOL_VERSION@+@VERSION_SUFFIX@">
+          <macros><import>macros.xml</import></macros>
+        </tool>
+        """)
+    box = write(tmp_path / "box.xml", '<toolbox><tool file="tool.xml"/></toolbox>')
+    policy = build_tool_policy({"tool_config_files": str(box)})
+    assert policy is not None and list(policy.tools) == [("bwa", "2.5.1+galaxy1")]
+    write(tmp_path / "more.xml", '<macros><token name="@SUFFIX_BASE@">@VERSION_SUFFIX@</token></macros>')
+    with pytest.raises(ConfigurationError, match="refer to each other in a loop"):
+        build_tool_policy({"tool_config_files": str(box)})
+    write(tmp_path / "more.xml", '<macros><import>more.xml</import></macros>')
+    with pytest.raises(ConfigurationError, match="nest deeper than"):
+        build_tool_policy({"tool_config_files": str(box)})
+    write(tmp_path / "macros.xml", "<macros><import>missing.xml</import></macros>")
+    with pytest.raises(ConfigurationError, match="cannot read macro file"):
+        build_tool_policy({"tool_config_files": str(box)})
