@@ -17,6 +17,7 @@ import pytest
 from pulsar.client import build_client_manager
 from pulsar.client.galaxy_files import JobFilesServer
 from pulsar.scripts.check import run_check
+from test.support.sshd import SshServer
 
 ACTIONS = ["transfer", "copy", "none", "remote_copy", "remote_transfer"]
 quiet: Any = lambda message: None  # noqa: E731
@@ -109,6 +110,19 @@ def test_pulsar_check_command_line(pulsar_server: Any) -> None:
 @pytest.mark.parametrize("action", ACTIONS)
 def test_reference_server(reference_server: Any, action: str, tmp_path: Path) -> None:
     check_with_galaxy(reference_server.url, reference_server.token, action, tmp_path, job_id=f"ref-{action}")
+
+
+@pytest.mark.reference
+@pytest.mark.integration
+@pytest.mark.parametrize("action", ["remote_scp_transfer", "remote_rsync_transfer"])
+def test_reference_server_moves_files_by_ssh(reference_server: Any, ssh_server: SshServer, action: str,
+                                             tmp_path: Path) -> None:
+    """Our client passes the ssh destination params (user, host, port, key) the way the
+    reference server reads them: it fetches and sends every file over ssh (the private sshd)."""
+    ssh = {"ssh_user": ssh_server.user, "ssh_host": ssh_server.host, "ssh_port": str(ssh_server.port),
+           "ssh_key": ssh_server.user_key.read_text()}
+    check_with_galaxy(reference_server.url, reference_server.token, action, tmp_path, job_id=f"ref-{action}",
+                      destination=ssh)
 
 
 @pytest.mark.reference
