@@ -278,6 +278,7 @@ def _string_list(value: Any) -> list[str]:
 _S_AUTH = "Authentication"
 _S_WHERE = "Where things live"
 _S_JOBS = "Jobs"
+_S_POLICY = "Who may run what"
 _S_METRICS = "Job metrics"
 _S_DEPS = "Tool dependency resolution"
 _S_MANAGERS = "Managers"
@@ -334,6 +335,14 @@ OPTIONS: tuple[Option, ...] = (
            default="pulsar_$job_id", parse=non_empty_string),
     Option("env_", "string", "env_NAME: VALUE exports NAME=VALUE to every job.", _S_JOBS, BOTH, prefix=True,
            parse=_string),
+    # Who may run what
+    Option("tool_config_files", "files", "Galaxy tool_conf.xml toolbox files (a list, or comma-separated): only "
+           "their tools run, each command line checked by its <command_validator>.", _S_POLICY, APP,
+           checked_by="pulsar.jobs.toolbox"),
+    Option("tool_config_file", "files", "Alias of tool_config_files.", _S_POLICY, APP,
+           checked_by="pulsar.jobs.toolbox"),
+    Option("user_auth", "mapping", "Who may run jobs: authentication (allow_all, oidc) and authorization "
+           "(allow_all, userlist) plugin lists.", _S_POLICY, APP, parse=mapping, checked_by="pulsar.jobs.authorization"),
     # Job metrics
     Option("job_metrics", "list of plugins", "Galaxy's job-metrics plugins around every job ([] turns metrics "
            "off).", _S_METRICS, APP, default="[{type: core}] when galaxy-job-metrics is installed",
