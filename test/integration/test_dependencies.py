@@ -17,12 +17,13 @@ import pytest
 from pulsar.errors import ConfigurationError
 from pulsar.jobs.dependencies import build_resolver
 from test.integration.test_reference_clients import reference_env
-from test.support.reference import reference_bin
+from test.support.reference import reference_bin, reference_script
 
 MODULECMD = "/usr/bin/modulecmd"
 
 CLIENT_SCRIPT = r'''
-import json, sys, time
+import json, sys
+from reference_client_jobs import wait_terminal
 from galaxy.tool_util.deps.dependencies import DependenciesDescription
 from galaxy.tool_util.deps.requirements import ToolRequirements
 from pulsar.client.manager import build_client_manager
@@ -42,12 +43,7 @@ description = ClientJobDescription(
     dependencies_description=DependenciesDescription(requirements=requirements, installed_tool_dependencies=[]),
 )
 submit_job(client, description)
-deadline = time.time() + 120
-while time.time() < deadline:
-    status = client.full_status()
-    if status["status"] in ("complete", "failed", "cancelled", "lost"):
-        break
-    time.sleep(0.2)
+status, _ = wait_terminal(client)
 print("RESULT " + json.dumps({k: status.get(k) for k in ("status", "returncode", "stdout", "stderr", "job_stderr")}))
 '''
 
@@ -87,7 +83,7 @@ def test_reference_client_job_finds_tools_through_packages_and_modules(
     server = pulsar_server_factory(app_config=resolvers)
     work = tmp_path / "client"
     work.mkdir()
-    run = subprocess.run([str(reference_bin("galaxy-lib-0.15.16", "python")), "-c", CLIENT_SCRIPT, server.url,
+    run = subprocess.run([str(reference_bin("galaxy-lib-0.15.16", "python")), "-c", reference_script(CLIENT_SCRIPT), server.url,
                           str(server.token), str(work)],
                          capture_output=True, text=True, env=reference_env(), timeout=300, cwd=work)  # not ours on sys.path
     assert run.returncode == 0 and "RESULT " in run.stdout, f"{run.stdout[-2000:]}\n{run.stderr[-4000:]}"

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from test.integration.test_reference_clients import reference_env
-from test.support.reference import reference_bin
+from test.support.reference import reference_bin, reference_script
 from test.support.server import PulsarServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.timeout(600)]
 
 CLIENT_SCRIPT = r'''
-import json, os, sys, time, traceback
+import json, os, sys
+from reference_client_jobs import wait_terminal
 from pulsar.client.manager import build_client_manager
 from pulsar.client.staging import ClientJobDescription, ClientOutputs
 from pulsar.client.staging.up import submit_job
@@ -54,12 +55,7 @@ try:
 except Exception as exc:
     result["submit_error"] = f"{type(exc).__name__}: {exc}"
 else:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        status = client.full_status()
-        if status["status"] in ("complete", "failed", "cancelled", "lost"):
-            break
-        time.sleep(0.2)
+    status, _ = wait_terminal(client)
     result["final"] = {k: status.get(k) for k in ("status", "returncode", "stderr", "outputs_directory_contents")}
 print("RESULT " + json.dumps(result))
 '''
@@ -85,7 +81,7 @@ def tool_dir(tmp_path: Path) -> Path:
 
 def run_reference_client(server: PulsarServer, work: Path, tool_dir: Path, tool_id: str) -> dict[str, Any]:
     work.mkdir()
-    run = subprocess.run([str(reference_bin("galaxy-lib-0.15.16", "python")), "-c", CLIENT_SCRIPT, server.url,
+    run = subprocess.run([str(reference_bin("galaxy-lib-0.15.16", "python")), "-c", reference_script(CLIENT_SCRIPT), server.url,
                           str(server.token), str(work), str(tool_dir), tool_id],
                          capture_output=True, text=True, env=reference_env(), timeout=300, cwd=work)
     assert run.returncode == 0 and "RESULT " in run.stdout, f"{run.stdout[-2000:]}\n{run.stderr[-4000:]}"

@@ -74,6 +74,17 @@ def reference_bin(name: str, program: str) -> Path:
     return reference_venv(name) / "bin" / program
 
 
+#: Where the reference-side helpers live (reference_client_jobs.py: run with a reference python).
+HELPERS_DIR = Path(__file__).resolve().parents[1] / "integration"
+
+
+def reference_script(body: str) -> str:
+    """`body` (a `python -c` script for a reference venv) preceded by the line that lets it
+    import the reference-side helpers, e.g. `from reference_client_jobs import wait_terminal`.
+    Only that directory is added, never our checkout, so `pulsar` stays the reference's."""
+    return f"import sys; sys.path.insert(0, {str(HELPERS_DIR)!r})\n" + body
+
+
 if __name__ == "__main__":  # `python -m test.support.reference` pre-builds every venv
     for env_name in sys.argv[1:] or REFERENCE_ENVS:
         print(reference_venv(env_name))
