@@ -1,7 +1,8 @@
 """The WSGI callable: route, authenticate, dispatch, and turn every outcome into a response.
 
-Outcomes:
-* a handler's `Response` (JSON, `OK`, or a file stream);
+Requests are WebOb's `Request` and answers WebOb's `Response` (errors its `webob.exc`
+classes); routing stays our explicit `RouteTable`.  Outcomes:
+* a handler's response (JSON, `OK`, or a file WebOb may serve as 206 or 304);
 * a `pulsar.errors.PulsarError` -> its status with `{"error": ..., "detail": ...}` and one
   log line on `pulsar.web`;
 * a truncated upload body -> 400;
@@ -14,7 +15,8 @@ Client text in log lines (path, method, client address, error details) is escape
 
 Every request gets one access-log line on `pulsar.web.access` (query values scrubbed), at
 INFO, except successful status polls and health checks, which are at DEBUG (they are most of
-the traffic and change nothing); for downloads it is written when the server closes the
+the traffic and change nothing).  It gives the status and Content-Length that went out (a
+download may leave as 206 or 304); for downloads it is written when the server closes the
 body, so duration and bytes cover the whole transfer.
 """
 
@@ -25,6 +27,8 @@ import ipaddress
 import logging
 import time
 from typing import Any, Callable, Iterable, Mapping
+
+import webob
 
 from pulsar.errors import InvalidArgument, PulsarError
 from pulsar.util.fileio import TruncatedStream
@@ -39,12 +43,7 @@ from pulsar.web.request import (
     RouteNotFound,
     Unauthorized,
 )
-from pulsar.web.responses import (
-    FILE_BLOCK_SIZE,
-    Response,
-    error_from_exception,
-    error_response,
-)
+from pulsar.web.responses import FILE_BLOCK_SIZE, FileBody, error_from_exception, error_response
 from pulsar.web.routes import RouteTable
 
 log = logging.getLogger("pulsar.web")
@@ -81,11 +80,12 @@ class PulsarWsgiApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        http = webob.Request(environ)
+        method = http.method.upper()
         raw_path = str(environ.get("PATH_INFO", "") or "/")
         exchange = _Exchange(environ, method, self._loggable(raw_path))
         try:
-            response = self._respond(environ, method, raw_path, exchange)
+            response = self._respond(http, method, raw_path, exchange)
         except PulsarError as exc:
             response = error_from_exception(exc)
             log.warning("%s %s -> %d %s: %s", exchange.method, exchange.path, exc.http_status, exc.error,
@@ -107,18 +107,25 @@ class PulsarWsgiApp:
             response = error_response(500, "server_error", "internal server error; see the server log")
 
         def finished() -> None:
-            exchange.log(response, time.monotonic() - started)
+            exchange.log(time.monotonic() - started)
 
-        start_response(response.status_line, response.headers)
-        if response.file is not None:
-            response.file.on_close = finished
+        file_body = response.app_iter if isinstance(response.app_iter, FileBody) else None
+        if file_body is not None:
+            file_body.on_close = finished  # whatever WebOb makes of it (206, 304) closes it
+        try:
+            body: Iterable[bytes] = response(environ, exchange.recording(start_response))
+        except BaseException:
+            if file_body is not None:
+                file_body.close()
+            raise
+        if file_body is None:
+            finished()
+        elif body is file_body:
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None:
-                wrapped: Iterable[bytes] = wrapper(response.file, FILE_BLOCK_SIZE)
+                wrapped: Iterable[bytes] = wrapper(file_body, FILE_BLOCK_SIZE)
                 return wrapped
-            return response.file
-        finished()
-        return [response.body]
+        return body
 
     def _loggable(self, text: object) -> str:
         """Client text for a log line: escaped and cut (`logsafe.target`), and the token
@@ -126,34 +133,33 @@ class PulsarWsgiApp:
         token = self.app.private_token
         return target(str(text).replace(token, "***") if token else text)
 
-    def _respond(self, environ: Mapping[str, Any], method: str, raw_path: str, exchange: "_Exchange") -> Response:
-        query_string = str(environ.get("QUERY_STRING", "") or "")
+    def _respond(self, http: webob.Request, method: str, raw_path: str, exchange: "_Exchange") -> webob.Response:
+        query_string = str(http.environ.get("QUERY_STRING", "") or "")
         limit = self.app.max_request_line
         if limit and len(raw_path) + len(query_string) > limit:
             raise RequestLineTooLong(f"request line longer than {limit} bytes")
         try:
-            path = raw_path.encode("latin-1").decode("utf-8")
+            path = http.path_info
         except UnicodeError:
             raise InvalidArgument("request path is not valid UTF-8") from None
-        match = self.routes.match(method, path)
+        match = self.routes.match(method, path or "/")
         if match is None:
             raise RouteNotFound(f"no route for {method} {path}")
-        query = parse_query(query_string)
+        query = parse_query(http)
         exchange.query = query
         exchange.polled = match.route.polled
         if match.route.authenticated:
-            if self.loopback_only and not self.app.private_token and not _is_loopback_client(environ):
+            if self.loopback_only and not self.app.private_token and not _is_loopback(http.remote_addr):
                 raise LoopbackOnly("this server has no private_token and answers loopback clients only")
-            if not is_authorized(self.app.private_token, environ, query):
+            if not is_authorized(self.app.private_token, http, query):
                 raise Unauthorized("missing or wrong private_token")
-        request = Request(self.app, environ, method, path, match.manager_name, Args(query, match.path_vars))
-        return match.route.handler(request)
+        return match.route.handler(Request(self.app, http, match.manager_name, Args(query, match.path_vars)))
 
 
 class _Exchange:
-    """What the access log needs to know about one request."""
+    """What the access log needs to know about one request, and what went out."""
 
-    __slots__ = ("client", "method", "path", "query", "polled")
+    __slots__ = ("client", "method", "path", "query", "polled", "status", "length")
 
     def __init__(self, environ: Mapping[str, Any], method: str, path: str):
         self.client = printable(environ.get("REMOTE_ADDR", "-"))
@@ -161,12 +167,26 @@ class _Exchange:
         self.path = path
         self.query: Mapping[str, str] | None = None
         self.polled = False
+        self.status = 0
+        self.length = 0
 
-    def log(self, response: Response, duration: float) -> None:
-        level = logging.DEBUG if self.polled and response.status < 400 else logging.INFO
+    def recording(self, start_response: StartResponse) -> StartResponse:
+        """`start_response`, noting the status and Content-Length WebOb chose."""
+
+        def record(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            self.status = int(status[:3])
+            for name, value in headers:
+                if name.lower() == "content-length":
+                    self.length = int(value)
+            return start_response(status, headers, *exc_info)
+
+        return record
+
+    def log(self, duration: float) -> None:
+        level = logging.DEBUG if self.polled and self.status < 400 else logging.INFO
         if access_log.isEnabledFor(level):
             access_log.log(level, '%s "%s %s%s" %d %d %.3fs', self.client, self.method, self.path,
-                           _ScrubbedQuery(self.query), response.status, response.content_length, duration)
+                           _ScrubbedQuery(self.query), self.status, self.length, duration)
 
 
 class _ScrubbedQuery:
@@ -181,10 +201,10 @@ class _ScrubbedQuery:
         return scrubbed_query(self.query)
 
 
-def _is_loopback_client(environ: Mapping[str, Any]) -> bool:
-    """True if REMOTE_ADDR is a loopback address (no name lookups: it is an address)."""
-    address = str(environ.get("REMOTE_ADDR") or "").strip("[]")
+def _is_loopback(address: str | None) -> bool:
+    """True if the client address (REMOTE_ADDR, never `X-Forwarded-For`, which any client
+    can write) is a loopback address; no name lookups: it is an address."""
     try:
-        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+        return ipaddress.ip_address(str(address or "").strip("[]").split("%")[0]).is_loopback
     except ValueError:
         return False

@@ -1,13 +1,16 @@
-"""Request arguments: the query string decoded with form semantics, plus path variables.
+"""Request arguments: the query string as WebOb decodes it, plus path variables.
 
 Wire facts (spec 2.2): UTF-8, `+` is a space, blank values are kept, the *last* value of a
-repeated key wins, unknown keys are ignored, and path variables beat query values.
+repeated key wins, unknown keys are ignored, and path variables beat query values.  WebOb's
+`Request.GET` also splits pairs at `;`, as the reference server (WebOb too) does; clients
+percent-encode `;` in values.
 """
 
 from __future__ import annotations
 
 from typing import Iterator, Mapping
-from urllib.parse import parse_qsl
+
+import webob
 
 from pulsar.errors import InvalidArgument
 from pulsar.util.jsondepth import MAX_NESTING, nesting_depth
@@ -16,16 +19,15 @@ from pulsar.util.jsondepth import MAX_NESTING, nesting_depth
 TOKEN_PARAMETER = "private_token"
 
 
-def parse_query(query_string: str) -> dict[str, str]:
-    """Decode a raw WSGI QUERY_STRING (the latin-1 text of the wire bytes) into a dict.
+def parse_query(request: webob.Request) -> dict[str, str]:
+    """The query of `request` as a dict, the last of repeated values winning.
 
-    Raises `InvalidArgument` if the bytes are not valid UTF-8 once percent-decoded."""
+    Raises `InvalidArgument` if the bytes are not valid UTF-8 once percent-decoded (or the
+    server broke PEP 3333 by handing over text that is not latin-1)."""
     try:
-        text = _wire_text(query_string)
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        return dict(request.GET.items())
     except (UnicodeError, ValueError) as exc:
         raise InvalidArgument(f"query string is not valid UTF-8 form data: {exc}") from None
-    return dict(pairs)  # later pairs overwrite earlier ones: last value wins
 
 
 class Args(Mapping[str, str]):
@@ -45,7 +47,8 @@ class Args(Mapping[str, str]):
 
     @classmethod
     def parse(cls, query_string: str, path_vars: Mapping[str, str] | None = None) -> "Args":
-        return cls(parse_query(query_string), path_vars)
+        """From a raw WSGI QUERY_STRING (the latin-1 text of the wire bytes)."""
+        return cls(parse_query(webob.Request({"QUERY_STRING": query_string})), path_vars)
 
     def required(self, name: str) -> str:
         """The value of `name`; `InvalidArgument` (400) if absent.  Blank values count as given."""
@@ -75,14 +78,3 @@ class Args(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Args({sorted(self._values)})"
-
-
-def _wire_text(environ_text: str) -> str:
-    """Undo PEP 3333's latin-1 mapping so raw (unescaped) UTF-8 bytes decode correctly.
-
-    A server that already decoded as UTF-8 hands us characters above U+00FF; keep those."""
-    try:
-        raw = environ_text.encode("latin-1")
-    except UnicodeEncodeError:
-        return environ_text
-    return raw.decode("utf-8", "strict")

@@ -8,8 +8,10 @@ Comparison is constant-time.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Mapping
+from typing import Mapping
 from urllib.parse import quote
+
+import webob
 
 from pulsar.web.args import TOKEN_PARAMETER
 
@@ -19,12 +21,12 @@ LOGGED_VALUES = frozenset({"job_id", "name", "type", "tool_id", "tool_version", 
 MAX_LOGGED_VALUE = 200
 
 
-def is_authorized(expected: str | None, environ: Mapping[str, Any], query: Mapping[str, str]) -> bool:
+def is_authorized(expected: str | None, request: webob.Request, query: Mapping[str, str]) -> bool:
     """True if no token is configured, or if either presented token equals it."""
     if not expected:
         return True
     wanted = expected.encode("utf-8")
-    presented = [query.get(TOKEN_PARAMETER), bearer_token(environ)]
+    presented = [query.get(TOKEN_PARAMETER), bearer_token(request)]
     matched = False
     for token in presented:
         if token is not None and hmac.compare_digest(token.encode("utf-8", "surrogateescape"), wanted):
@@ -32,10 +34,14 @@ def is_authorized(expected: str | None, environ: Mapping[str, Any], query: Mappi
     return matched
 
 
-def bearer_token(environ: Mapping[str, Any]) -> str | None:
-    header = str(environ.get("HTTP_AUTHORIZATION") or "")
-    scheme, _, credentials = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
+def bearer_token(request: webob.Request) -> str | None:
+    """The credentials of `Authorization: Bearer ...` (scheme in any case), as WebOb splits
+    the header; None for another scheme or none."""
+    authorization = request.authorization
+    if authorization is None or authorization.authtype.lower() != "bearer":
+        return None
+    credentials = authorization.params
+    if not isinstance(credentials, str) or not credentials.strip():
         return None
     return credentials.strip()
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import stat
 
+from webob import Response
+
 from pulsar.errors import InvalidArgument, NotFound
 from pulsar.web.digest_headers import repr_digest, wants_sha256
-from pulsar.web.ranges import RangeNotSatisfiable, content_range, entity_tag, if_range_holds, parse_range
+from pulsar.web.ranges import RangeNotSatisfiable, entity_tag, settle_range
 from pulsar.web.request import Request
-from pulsar.web.responses import OCTET_TYPE, FileRange, Response, error_response, json_response, ok_response
+from pulsar.web.responses import error_response, file_response, json_response, ok_response
 
 
 def setup(request: Request) -> Response:
@@ -92,7 +94,8 @@ def clean(request: Request) -> Response:
 
 
 def download(request: Request) -> Response:
-    """`GET /jobs/{job_id}/files`: stream one file, honouring a single byte range.
+    """`GET /jobs/{job_id}/files`: stream one file, honouring a single byte range (WebOb's
+    conditional response serves it, `pulsar.web.ranges` decides which one it may see).
 
     Every answer carries a strong `ETag` naming the file version, so a client resuming a
     broken download sends `If-Range` and gets the rest only if the file is unchanged (the
@@ -112,33 +115,25 @@ def download(request: Request) -> Response:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):  # output_file guarantees it; a cheap second look
             raise NotFound(f"{args['name']!r} is not a regular file")
-        size = info.st_size
-        etag = entity_tag(info)
-        headers = [("Content-Type", OCTET_TYPE), ("Accept-Ranges", "bytes"), ("ETag", etag)]
-        range_header = request.environ.get("HTTP_RANGE")
-        if not if_range_holds(request.environ.get("HTTP_IF_RANGE"), etag):
-            range_header = None
+        response = file_response(handle, info.st_size, entity_tag(info))
         try:
-            byte_range = parse_range(range_header, size)
+            settle_range(request.http, response)
         except RangeNotSatisfiable as exc:
             handle.close()
             return error_response(416, "range_not_satisfiable", str(exc),
-                                  [("Content-Range", f"bytes */{size}"), *headers[1:]])
+                                  [("Content-Range", f"bytes */{exc.size}"), ("Accept-Ranges", "bytes"),
+                                   ("ETag", response.headers["ETag"])])
         sha256: str | None
-        if wants_sha256(request.environ.get("HTTP_WANT_REPR_DIGEST")):
+        if wants_sha256(request.http.headers.get("Want-Repr-Digest")):
             sha256 = service.digests.digest(handle, info)
         else:
             sha256 = service.digests.lookup(info)
         if sha256 is not None:
-            headers.append(("Repr-Digest", repr_digest(sha256)))
+            response.headers["Repr-Digest"] = repr_digest(sha256)
     except BaseException:
         handle.close()
         raise
-    start, stop = byte_range if byte_range is not None else (0, size)
-    headers.append(("Content-Length", str(stop - start)))
-    if byte_range is not None:
-        headers.append(("Content-Range", content_range(start, stop, size)))
-    return Response(206 if byte_range is not None else 200, headers, file=FileRange(handle, start, stop))
+    return response
 
 
 def healthz(request: Request) -> Response:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from typing import Protocol
+
+import webob
 
 from pulsar.errors import InvalidArgument, PulsarError
 from pulsar.jobs.service import JobService
@@ -56,16 +58,14 @@ class RouteNotFound(PulsarError):
 
 
 class Request:
-    """One matched request: the app, the manager the URL names, and the decoded arguments."""
+    """One matched request: the app, the manager the URL names, the decoded arguments, and
+    WebOb's request over the WSGI environ (`http`) for headers and the body stream."""
 
-    __slots__ = ("app", "environ", "method", "path", "manager_name", "args")
+    __slots__ = ("app", "http", "manager_name", "args")
 
-    def __init__(self, app: PulsarAppLike, environ: Mapping[str, Any], method: str, path: str,
-                 manager_name: str, args: Args):
+    def __init__(self, app: PulsarAppLike, http: webob.Request, manager_name: str, args: Args):
         self.app = app
-        self.environ = environ
-        self.method = method
-        self.path = path
+        self.http = http
         self.manager_name = manager_name
         self.args = args
 
@@ -74,7 +74,9 @@ class Request:
 
     @property
     def body(self) -> Readable:
-        stream: Readable = self.environ["wsgi.input"]
+        """The server's `wsgi.input` itself, read in blocks by the caller: never WebOb's
+        `body` or a seekable copy, so an upload of any size streams with flat memory."""
+        stream: Readable = self.http.body_file_raw
         return stream
 
     def body_length(self) -> int | None:
@@ -85,14 +87,15 @@ class Request:
         under a server that does not decode it to a terminated stream is refused too, whatever
         CONTENT_LENGTH says: Paste's httpserver passes such a body with a length of 0, which
         would store an empty file and answer 200."""
-        chunked = "chunked" in str(self.environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
-        if chunked and not self.environ.get("wsgi.input_terminated"):
+        environ = self.http.environ
+        terminated = bool(environ.get("wsgi.input_terminated"))
+        if not terminated and "chunked" in self.http.headers.get("Transfer-Encoding", "").lower():
             raise LengthRequired("this server cannot pass a chunked upload on; send a Content-Length")
-        raw = str(self.environ.get("CONTENT_LENGTH") or "").strip()
+        raw = str(environ.get("CONTENT_LENGTH") or "").strip()
         if raw:
-            if not raw.isdigit():
+            if not raw.isdigit():  # WebOb would read "x" as no length and "-1" as -1
                 raise InvalidArgument(f"invalid Content-Length {raw!r}")
-            return int(raw)
-        if self.environ.get("wsgi.input_terminated"):
+            return self.http.content_length
+        if terminated:
             return None
         raise LengthRequired("an upload needs a Content-Length header or a chunked body")

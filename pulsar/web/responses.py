@@ -1,10 +1,15 @@
 """What a handler returns, and how each kind is framed on the wire (spec 2.5).
 
-JSON uses Python's default separators (the reference client parses with `json.loads`, but
-byte-compatible output costs nothing).  Files are served through `FileRange`, a bounded
-view of an open file that any WSGI server's `wsgi.file_wrapper` can stream correctly:
-servers that use sendfile take `fileno()`/`tell()` plus Content-Length, servers that read
-get at most the range from `read()`.
+Every answer is a `webob.Response`; errors are `webob.exc` responses carrying our JSON body
+`{"error": ..., "detail": ...}`.  JSON uses Python's default separators (the reference
+client parses with `json.loads`, but byte-compatible output costs nothing), so bodies are
+encoded here rather than with WebOb's compact `json_body`.
+
+Files are served through `FileBody`, the `app_iter` of a download: WebOb's conditional
+response narrows it to a byte range (`app_iter_range`) without reading the bytes it skips,
+and `pulsar.web.app` hands it to the server's `wsgi.file_wrapper`, so servers that use
+sendfile take `fileno()`/`tell()` plus Content-Length, and servers that read get at most the
+range from `read()`.
 """
 
 from __future__ import annotations
@@ -14,38 +19,20 @@ import os
 from http import HTTPStatus
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
+from webob import Response
+from webob.exc import WSGIHTTPException, status_map
+
 from pulsar.errors import PulsarError
 
 JSON_TYPE = "application/json"
-TEXT_TYPE = "text/plain; charset=utf-8"
 OCTET_TYPE = "application/octet-stream"
 
 #: Block size offered to `wsgi.file_wrapper` and used when iterating a file ourselves.
 FILE_BLOCK_SIZE = 1024 * 1024
 
 
-class Response:
-    """Status, headers and either an in-memory body or a `FileRange` to stream."""
-
-    __slots__ = ("status", "headers", "body", "file")
-
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
-                 file: "FileRange | None" = None):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.file = file
-
-    @property
-    def status_line(self) -> str:
-        return status_line(self.status)
-
-    @property
-    def content_length(self) -> int:
-        return self.file.length if self.file is not None else len(self.body)
-
-
 def status_line(code: int) -> str:
+    """`"404 Not Found"` for 404: the status line of answers the server writes itself."""
     line = _STATUS_LINES.get(code)
     if line is not None:
         return line
@@ -59,42 +46,51 @@ _STATUS_LINES = {int(status): f"{int(status)} {status.phrase}" for status in HTT
 
 
 def json_response(value: Any, status: int = 200) -> Response:
-    body = json.dumps(value).encode("utf-8")
-    return Response(status, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))], body)
+    return Response(body=json.dumps(value).encode("utf-8"), status=status, content_type=JSON_TYPE)
 
 
 def ok_response() -> Response:
     """The literal `OK` of submit, cancel and clean."""
-    return Response(200, [("Content-Type", TEXT_TYPE), ("Content-Length", "2")], b"OK")
+    return Response(body=b"OK", content_type="text/plain", charset="utf-8")
 
 
 def error_response(status: int, error: str, detail: str,
-                   extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
-    response = json_response({"error": error, "detail": detail}, status)
+                   extra_headers: Iterable[tuple[str, str]] = ()) -> WSGIHTTPException:
+    """The `webob.exc` class for `status`, with our JSON body instead of WebOb's HTML page
+    (clients read `error`; a body is what makes WebOb serve it as it is)."""
+    body = json.dumps({"error": error, "detail": detail}).encode("utf-8")
+    response: WSGIHTTPException = status_map[status](body=body, content_type=JSON_TYPE)
     response.headers.extend(extra_headers)
     return response
 
 
-def error_from_exception(exc: PulsarError) -> Response:
+def error_from_exception(exc: PulsarError) -> WSGIHTTPException:
     return error_response(exc.http_status, exc.error, exc.detail)
 
 
-class FileRange:
-    """Bytes [start, stop) of an open binary file; owns and closes the handle.
+class FileBody:
+    """The bytes of an open binary file as a WSGI body; owns and closes the handle.
 
-    `on_close` runs once, after the server has finished with the body (PEP 3333 calls
-    `close()` on the response iterable), which is when a transfer is really over."""
+    Serves [start, stop), the whole file until WebOb's conditional response asks for a
+    range through `app_iter_range`.  `on_close` runs once, after the server has finished
+    with the body (PEP 3333 calls `close()` on the response iterable, WebOb's empty bodies
+    of HEAD and 304 answers pass the call on), which is when a transfer is really over."""
 
     mode = "rb"
 
-    def __init__(self, handle: BinaryIO, start: int, stop: int,
-                 on_close: Callable[[], None] | None = None):
+    def __init__(self, handle: BinaryIO, size: int, on_close: Callable[[], None] | None = None):
         self._handle = handle
-        self.start = start
-        self.stop = stop
+        self.start = 0
+        self.stop = size
         self.on_close = on_close
         self._closed = False
-        handle.seek(start)
+        handle.seek(0)
+
+    def app_iter_range(self, start: int, stop: int) -> "FileBody":
+        """Narrow to [start, stop) of the file (WebOb has checked it against the size)."""
+        self.start, self.stop = start, stop
+        self._handle.seek(start)
+        return self
 
     @property
     def length(self) -> int:
@@ -130,3 +126,14 @@ class FileRange:
         finally:
             if self.on_close is not None:
                 self.on_close()
+
+
+def file_response(handle: BinaryIO, size: int, etag: str) -> Response:
+    """A 200 for a whole file that WebOb may turn into a 206 (a `Range` that the `If-Range`
+    allows) or a 304 (a matching `If-None-Match`) when it is called."""
+    response = Response(app_iter=FileBody(handle, size), content_type=OCTET_TYPE,
+                        conditional_response=True)
+    response.content_length = size
+    response.accept_ranges = "bytes"
+    response.etag = etag
+    return response

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from webob import Response
+
 from pulsar.protocol import DEFAULT_MANAGER_NAME
 from pulsar.web import handlers
 from pulsar.web.request import Request
-from pulsar.web.responses import Response
 
 Handler = Callable[[Request], Response]
 

@@ -74,6 +74,30 @@ def test_upload_streams_raw_body_regardless_of_content_type(wsgi: PulsarWsgiApp,
     assert document["sha256"] == hashlib.sha256(body).hexdigest()
 
 
+def test_upload_reads_wsgi_input_in_bounded_blocks(wsgi: PulsarWsgiApp) -> None:
+    """The body is never buffered whole (WebOb's `body`, a seekable copy): the server's
+    `wsgi.input` itself is read, in blocks no bigger than the streaming block."""
+    body = bytes(range(256)) * 40_000  # 10 MB
+    reads: list[int | None] = []
+
+    class Recording(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            reads.append(size)
+            return super().read(size)
+
+        def readinto(self, buffer: Any) -> int:
+            reads.append(len(buffer))
+            return super().readinto(buffer)
+
+        def seek(self, *args: Any) -> int:
+            raise AssertionError("the upload body was rewound: something buffered it")
+
+    result = call(wsgi, "POST", "/jobs/1/files", "name=big&type=input", **{"wsgi.input": Recording(body),
+                                                                          "CONTENT_LENGTH": str(len(body))})
+    assert result.status == 200 and result.json()["size"] == len(body)
+    assert reads and all(size is not None and 0 < size <= 4 * 1024 * 1024 for size in reads)
+
+
 def test_empty_upload_creates_empty_file(wsgi: PulsarWsgiApp) -> None:
     result = call(wsgi, "POST", "/jobs/1/files", "name=empty&type=input", b"")
     assert result.status == 200
@@ -141,6 +165,8 @@ def test_download_whole_file(wsgi: PulsarWsgiApp, fake_app: FakeApp) -> None:
         ("bytes=7-", 206, b"789", "bytes 7-9/10"),
         ("bytes=-2", 206, b"89", "bytes 8-9/10"),
         ("bytes=0-1,3-4", 200, b"0123456789", None),
+        ("bytes=-100", 206, b"0123456789", "bytes 0-9/10"),
+        ("bytes=-", 200, b"0123456789", None),
     ],
 )
 def test_download_range(wsgi: PulsarWsgiApp, fake_app: FakeApp, header: str, status: int, body: bytes,
@@ -152,12 +178,35 @@ def test_download_range(wsgi: PulsarWsgiApp, fake_app: FakeApp, header: str, sta
     assert result.headers.get("content-range") == content_range
 
 
-def test_download_unsatisfiable_range_is_416(wsgi: PulsarWsgiApp, fake_app: FakeApp) -> None:
+@pytest.mark.parametrize("header", ["bytes=10-", "bytes=-0"])
+def test_download_unsatisfiable_range_is_416(wsgi: PulsarWsgiApp, fake_app: FakeApp, header: str) -> None:
     write_output(fake_app, b"0123456789")
-    result = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Range": "bytes=10-"})
+    result = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Range": header})
     assert result.status == 416
     assert result.headers["content-range"] == "bytes */10"
     assert result.json()["error"] == "range_not_satisfiable"
+
+
+def test_download_range_for_another_version_is_the_whole_file_not_416(wsgi: PulsarWsgiApp,
+                                                                      fake_app: FakeApp) -> None:
+    write_output(fake_app, b"0123456789")
+    result = call(wsgi, "GET", "/jobs/1/files", "name=out.dat",
+                  headers={"Range": "bytes=10-", "If-Range": '"another-version"'})
+    assert (result.status, result.body) == (200, b"0123456789")
+
+
+def test_download_with_a_matching_if_none_match_is_304(wsgi: PulsarWsgiApp, fake_app: FakeApp,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    write_output(fake_app, b"0123456789")
+    etag = call(wsgi, "GET", "/jobs/1/files", "name=out.dat").headers["etag"]
+    with caplog.at_level(logging.INFO, logger="pulsar.web.access"):
+        result = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"If-None-Match": etag,
+                                                                             "Range": "bytes=10-"})
+        other = call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"If-None-Match": '"other"'})
+    assert (result.status, result.body, result.headers["etag"]) == (304, b"", etag)
+    assert (other.status, other.body) == (200, b"0123456789")
+    lines = [r.getMessage() for r in caplog.records if r.name == "pulsar.web.access"]
+    assert '"GET /jobs/1/files?name=out.dat" 304 0 ' in lines[0]  # logged once the body is closed
 
 
 def test_download_carries_a_strong_etag_and_honours_if_range(wsgi: PulsarWsgiApp, fake_app: FakeApp) -> None:
@@ -331,8 +380,10 @@ def test_download_access_log_is_written_when_body_is_closed(wsgi: PulsarWsgiApp,
     write_output(fake_app, b"x" * 100)
     with caplog.at_level(logging.INFO, logger="pulsar.web.access"):
         call(wsgi, "GET", "/jobs/1/files", "name=out.dat")
-    [line] = [r.getMessage() for r in caplog.records if r.name == "pulsar.web.access"]
-    assert '"GET /jobs/1/files?name=out.dat" 200 100 ' in line
+        call(wsgi, "GET", "/jobs/1/files", "name=out.dat", headers={"Range": "bytes=90-"})
+    first, ranged = [r.getMessage() for r in caplog.records if r.name == "pulsar.web.access"]
+    assert '"GET /jobs/1/files?name=out.dat" 200 100 ' in first
+    assert '"GET /jobs/1/files?name=out.dat" 206 10 ' in ranged  # what went out, as WebOb framed it
 
 
 def test_successful_status_polls_are_logged_at_debug(wsgi: PulsarWsgiApp, caplog: pytest.LogCaptureFixture) -> None:

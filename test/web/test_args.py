@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import webob
 
 from pulsar.errors import InvalidArgument
 from pulsar.web.args import Args, parse_query
@@ -31,7 +32,7 @@ def test_path_variables_beat_query_values() -> None:
 
 
 def test_token_is_never_an_argument() -> None:
-    assert "private_token" in parse_query("private_token=abc&job_id=1")
+    assert "private_token" in parse_query(webob.Request({"QUERY_STRING": "private_token=abc&job_id=1"}))
     args = Args.parse("private_token=abc&job_id=1")
     assert "private_token" not in args
     assert dict(args) == {"job_id": "1"}
@@ -53,3 +54,12 @@ def test_missing_required_argument_is_invalid_argument() -> None:
 def test_invalid_utf8_is_invalid_argument() -> None:
     with pytest.raises(InvalidArgument):
         Args.parse("name=%FF%FE")
+
+
+def test_semicolons_separate_pairs_as_in_webob_and_the_reference() -> None:
+    assert dict(Args.parse("a=1;b=2&c=x%3By")) == {"a": "1", "b": "2", "c": "x;y"}
+
+
+def test_text_a_server_should_have_sent_as_latin1_is_invalid_argument() -> None:
+    with pytest.raises(InvalidArgument):
+        parse_query(webob.Request({"QUERY_STRING": "name=\u2713"}))

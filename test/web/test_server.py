@@ -154,6 +154,30 @@ def test_download_range_over_sendfile(server: Server, fake_app: FakeApp) -> None
     assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
 
 
+def test_bodiless_answers_keep_the_connection_in_step(server: Server, fake_app: FakeApp) -> None:
+    """WebOb's 304 (matching If-None-Match) and HEAD answers carry no body: the next request
+    on the same keep-alive connection is answered normally."""
+    output_path(fake_app, "n.bin").write_bytes(b"0123456789")
+    connection = connect(server)
+    try:
+        connection.request("GET", "/jobs/1/files?name=n.bin")
+        first = connection.getresponse()
+        assert (first.status, first.read()) == (200, b"0123456789")
+        sock = connection.sock
+        connection.request("GET", "/jobs/1/files?name=n.bin", headers={"If-None-Match": first.headers["ETag"]})
+        not_modified = connection.getresponse()
+        assert (not_modified.status, not_modified.read()) == (304, b"")
+        connection.request("HEAD", "/jobs/1/status")
+        head = connection.getresponse()
+        assert (head.status, head.read()) == (200, b"")
+        connection.request("GET", "/jobs/1/status")
+        status = connection.getresponse()
+        assert status.status == 200 and json.loads(status.read())["job_id"] == "1"
+        assert connection.sock is sock, "the server closed the connection"
+    finally:
+        connection.close()
+
+
 def test_missing_download_is_404_not_200(server: Server) -> None:
     status, _, body = request(server, "GET", "/jobs/1/files?name=none")
     assert status == 404 and json.loads(body)["error"] == "not_found"
