@@ -41,7 +41,10 @@ setup(
     extras_require={
         "drmaa": ["drmaa"],
         "amqp": ["kombu"],
-        "paster": ["pastescript"],
+        # `paster serve server.ini`: PasteScript's launcher, PasteDeploy's INI loading (also what
+        # `gunicorn --paste` uses) and Paste's own httpserver for `use = egg:Paste#http`.  The
+        # package imports none of them; it only offers the entry points they look up.
+        "paster": ["pastescript", "pastedeploy", "paste"],
         # Galaxy's job-metrics plugins instrument the job script (pulsar/jobs/metrics.py).
         "metrics": ["galaxy-job-metrics"],
         # Galaxy's tool dependency resolvers (pulsar/jobs/dependencies.py).
