@@ -16,12 +16,12 @@ import sys
 import time
 import traceback
 
+from reference_client_jobs import read, wait_terminal, write  # beside this script
+
 from pulsar.client.manager import build_client_manager
 from pulsar.client.staging import ClientJobDescription, ClientOutputs, PulsarOutputs
 from pulsar.client.staging.down import finish_job
 from pulsar.client.staging.up import submit_job
-
-POLL_TIMEOUT = 120.0
 
 
 class Tool:
@@ -29,30 +29,6 @@ class Tool:
         self.id = "reference_ssh_tool"
         self.version = "1.0"
         self.tool_dir = tool_dir
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-    return path
-
-
-def read(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        return handle.read()
-
-
-def wait_terminal(client):
-    deadline = time.time() + POLL_TIMEOUT
-    while time.time() < deadline:
-        status = client.full_status()
-        if status["status"] in ("complete", "failed", "cancelled", "lost"):
-            return status
-        time.sleep(0.2)
-    raise AssertionError("the job did not end")
 
 
 def directories(root):
@@ -87,7 +63,7 @@ def ssh_job(manager, destination, root, job_id):
                                        working_directory=working, metadata_directory=metadata, rewrite_paths=True)
     client = manager.get_client(destination, job_id=job_id)
     submit_job(client, description)
-    status = wait_terminal(client)
+    status, _ = wait_terminal(client)
     failures = finish_job(client=client, cleanup_job="always", job_completed_normally=True,
                           client_outputs=client_outputs, pulsar_outputs=PulsarOutputs.from_status_response(status))
     return {
@@ -111,7 +87,7 @@ def refused_key(manager, destination, root, job_id):
                                        metadata_directory=metadata)
     client = manager.get_client({**destination, "ssh_key": destination["stranger_key"]}, job_id=job_id)
     submit_job(client, description)
-    status = wait_terminal(client)
+    status, _ = wait_terminal(client)
     client.clean()
     return {"final": {k: status.get(k) for k in ("status", "returncode", "stderr")}, "input": dataset}
 

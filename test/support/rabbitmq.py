@@ -17,20 +17,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+
+from test.support.system import unavailable
 
 STATE_DIR = Path(os.environ.get("DRM_STATE_DIR", "/run/drm-ci")) / "rabbitmq"
 TLS_ENV = STATE_DIR / "tls.env"
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def unavailable(reason: str) -> NoReturn:
-    if os.environ.get("PULSAR_TEST_REQUIRE_SCHEDULERS") == "1":
-        pytest.fail(f"required for this run but unavailable: {reason}")
-    pytest.skip(reason)
 
 
 def broker_url() -> str:
