@@ -138,8 +138,7 @@ def test_galaxy_mq_runner_against_our_server(run_galaxy: Run, amqp_url: str, uni
     keys = run_galaxy("encode", ids=[301])["301"]
     staging = tmp_path / "staging"
     app = core.PulsarApp(staging_directory=str(staging), persistence_directory=str(tmp_path / "server-persist"),
-                         message_queue_url=amqp_url, managers={unique_manager: {"type": "queued_python"}},
-                         min_polling_interval=0.1)
+                         message_queue_url=amqp_url, managers={unique_manager: {"type": "queued_python"}})
     try:
         with FakeGalaxy(tmp_path / "galaxy", job_key=keys["job_key"]) as galaxy:
             data = galaxy.root / "dataset_1.dat"
