@@ -97,6 +97,28 @@ def test_conda_and_cache_options_reach_galaxys_resolvers(tmp_path: Path) -> None
     assert json.dumps(conda.auto_install) == "false"
 
 
+def test_every_conda_option_reaches_galaxys_conda_context(tmp_path: Path) -> None:
+    """The conda_* keys Galaxy documents, each with a value other than Galaxy's default, as
+    Galaxy's conda resolver holds them; and precache_dependencies on the dependency manager."""
+    resolver = build_resolver({
+        "tool_dependency_dir": str(tmp_path), "conda_prefix": str(tmp_path / "conda"), "conda_exec": "/bin/false",
+        "conda_auto_install": True, "conda_debug": True, "conda_ensure_channels": "one,two",
+        "conda_use_local": True, "conda_copy_dependencies": True, "conda_condarc_override": str(tmp_path / "rc"),
+        "conda_use_path_exec": True, "precache_dependencies": False,
+        "dependency_resolution": {"resolvers": [{"type": "conda"}]},
+    })
+    assert resolver is not None
+    manager = resolver._manager
+    conda = manager.dependency_resolvers[0]
+    context = conda.conda_context
+    assert conda.auto_install is True
+    assert context.debug is True and context.ensure_channels == ["one", "two"]
+    assert context.use_local is True and context.copy_dependencies is True
+    assert context.condarc_override == str(tmp_path / "rc")
+    assert manager.get_resolver_option(conda, "use_path_exec") is True
+    assert manager.precache is False
+
+
 def test_job_name_template_names_the_scheduler_job(make_app, fake_scheduler: Path, monkeypatch) -> None:  # noqa: F811
     """The fake Torque (test/fakes/bin) runs the script it is given; the name is its #PBS -N line."""
     monkeypatch.setenv("FAKE_PBS_FLAVOR", "torque")
@@ -107,3 +129,42 @@ def test_job_name_template_names_the_scheduler_job(make_app, fake_scheduler: Pat
     assert doc["returncode"] == 0
     script = (Path(service.settings.staging_root) / "n1" / "command.sh").read_text()
     assert "#PBS -N galaxy_n1" in script.splitlines()
+
+
+@pytest.mark.parametrize("prefix", ["preprocess_action_", "postprocess_action_"])
+def test_staging_retry_options_shape_the_retry_policy(make_app, prefix: str) -> None:
+    """All four retry keys, set under a manager, are the policy of that manager's staging
+    (test/messaging/test_delivery.py shows the retries happening against a failing Galaxy)."""
+    app = make_app(managers={"m": {"type": "queued_python", f"{prefix}max_retries": 7,
+                                   f"{prefix}interval_start": 0.5, f"{prefix}interval_step": 1.5,
+                                   f"{prefix}interval_max": 9}})
+    service = app.services["m"]
+    hook = service._stage_in if prefix.startswith("pre") else service._stage_out
+    retry = hook.keywords["retry"]
+    assert (retry.max_retries, retry.interval_start, retry.interval_step, retry.interval_max) == (7, 0.5, 1.5, 9.0)
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_fsync_uploads(make_app, monkeypatch, fsync: bool) -> None:
+    """An upload is fsynced before it is answered unless fsync_uploads is off (the effect of an
+    fsync cannot be seen without pulling the power, so the calls are counted)."""
+    import io
+
+    app = make_app(fsync_uploads=fsync)
+    service = app.only_manager
+    service.setup("f1")
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    service.upload("f1", "input", "data.txt", io.BytesIO(b"x" * 1000), 1000)
+    assert bool(calls) is fsync
+
+
+def test_helper_environment_names_what_passes_through_sudo() -> None:
+    from pulsar.managers.environment import JobEnvironment
+    from pulsar.managers.external_drmaa import ExternalDrmaaManager
+
+    manager = ExternalDrmaaManager("x", {"type": "queued_external_drmaa", "sudo": "sudo -n",
+                                         "helper_environment": "SGE_ROOT SITE_VAR"})
+    manager.use_environment(JobEnvironment.capture({"SGE_ROOT": "/sge", "SITE_VAR": "v", "DRMAA_LIBRARY_PATH": "/l"}))
+    assert manager._sudo("bob") == ["sudo", "-n", "-E", "-u", "bob", "SGE_ROOT=/sge", "SITE_VAR=v"]
