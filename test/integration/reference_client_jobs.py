@@ -165,19 +165,25 @@ def cancelled_job(manager, url, token, root, job_id):
             "status_after_clean": job.client.full_status()["status"]}
 
 
-def main():
-    url, token, root, result_path = sys.argv[1:5]
+def run_scenarios(scenarios, result_path, *args):
+    """Run each scenario(manager, *args, job_id) with its own job id; write {name: result or
+    {"error": traceback}} as JSON to result_path."""
     manager = build_client_manager()
     base = str(int(time.time() * 1000) % 10**9)
     results = {}
-    for number, scenario in enumerate((full_job, failing_job, cancelled_job), start=1):
+    for number, scenario in enumerate(scenarios, start=1):
         try:
-            results[scenario.__name__] = scenario(manager, url, token, root, f"{base}{number}")
+            results[scenario.__name__] = scenario(manager, *args, f"{base}{number}")
         except Exception:
             results[scenario.__name__] = {"error": traceback.format_exc()}
     manager.shutdown()
     with open(result_path, "w") as handle:
         json.dump(results, handle, indent=2)
+
+
+def main():
+    url, token, root, result_path = sys.argv[1:5]
+    run_scenarios((full_job, failing_job, cancelled_job), result_path, url, token, root)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,9 @@ JSON object of observations to RESULT_JSON; the test asserts on them.
 import json
 import os
 import sys
-import time
-import traceback
 
-from reference_client_jobs import read, wait_terminal, write  # beside this script
+from reference_client_jobs import read, run_scenarios, wait_terminal, write  # beside this script
 
-from pulsar.client.manager import build_client_manager
 from pulsar.client.staging import ClientJobDescription, ClientOutputs, PulsarOutputs
 from pulsar.client.staging.down import finish_job
 from pulsar.client.staging.up import submit_job
@@ -95,17 +92,7 @@ def refused_key(manager, destination, root, job_id):
 def main():
     url, token, root, params, result_path = sys.argv[1:6]
     destination = {"url": url, "private_token": token, **json.loads(params)}
-    manager = build_client_manager()
-    base = str(int(time.time() * 1000) % 10**9)
-    results = {}
-    for number, scenario in enumerate((ssh_job, refused_key), start=1):
-        try:
-            results[scenario.__name__] = scenario(manager, destination, root, f"{base}{number}")
-        except Exception:
-            results[scenario.__name__] = {"error": traceback.format_exc()}
-    manager.shutdown()
-    with open(result_path, "w") as handle:
-        json.dump(results, handle, indent=2)
+    run_scenarios((ssh_job, refused_key), result_path, destination, root)
 
 
 if __name__ == "__main__":
