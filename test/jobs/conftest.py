@@ -6,6 +6,7 @@ from typing import Any, Callable
 import pytest
 
 from pulsar.core import PulsarApp
+from pulsar.jobs.directory import JobDirectory
 from pulsar.managers.processes import kill_process_tree
 from test.support import polling
 
@@ -37,6 +38,15 @@ def make_app(tmp_path: Path):
         for service in app.services.values():  # leave no job processes behind
             for record in service.store.active():
                 kill_process_tree(record.backend, grace=0.2)
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> JobDirectory:
+    """A fresh job directory "7" under tmp_path/staging."""
+    (tmp_path / "staging").mkdir()
+    directory = JobDirectory(tmp_path / "staging", "7")
+    directory.create()
+    return directory
 
 
 def output_bytes(service, job_id: str, path_type: str, name: str) -> bytes:

@@ -25,14 +25,6 @@ SECRET = b"outside secret"
 
 
 @pytest.fixture
-def job(tmp_path: Path) -> JobDirectory:
-    (tmp_path / "staging").mkdir()
-    directory = JobDirectory(tmp_path / "staging", "7")
-    directory.create()
-    return directory
-
-
-@pytest.fixture
 def outside(tmp_path: Path) -> Path:
     directory = tmp_path / "outside"
     directory.mkdir()

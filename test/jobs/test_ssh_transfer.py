@@ -34,14 +34,6 @@ def never() -> bool:
 
 
 @pytest.fixture
-def job(tmp_path: Path) -> JobDirectory:
-    (tmp_path / "staging").mkdir()
-    directory = JobDirectory(tmp_path / "staging", "ssh1")
-    directory.create()
-    return directory
-
-
-@pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """tempfile's directory for this test only, to see every key file come and go."""
     directory = tmp_path / "tmp"
