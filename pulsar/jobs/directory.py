@@ -28,6 +28,9 @@ from pulsar.util.fileio import Readable, StreamResult, atomic_write_bytes, strea
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 4096
+#: `<staging root>/.private/<job id>/`: the server's own files of a job, out of the job's reach
+#: (never a job id: ids start with a letter or digit).
+PRIVATE_DIR = ".private"
 
 
 def parse_path_type(value: str | None, default: PathType | None = None) -> PathType:
@@ -324,10 +327,41 @@ class JobDirectory:
         except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
             return []
 
+    # -- the server's private files of this job ----------------------------------------
+    # What the server acts on later (the accepted request, which may carry ssh keys and
+    # Galaxy URLs) is kept outside the job directory: a job owns its directory (with the
+    # chown helper, as another user), so it could read it or rewrite what the server does
+    # after the job ends.
+
+    def _private(self, create: bool = False) -> contextlib.AbstractContextManager[int]:
+        return jobfs.opened_dir(self.staging_root, [PRIVATE_DIR, self.job_id], create=create, mode=0o700)
+
+    def write_private(self, name: str, data: bytes) -> None:
+        """Replace the server-only file `name` of this job (mode 0600, in a 0700 directory)."""
+        with self._private(create=True) as fd:
+            atomic_write_bytes(name, data, mode=0o600, dir_fd=fd)
+
+    def read_private(self, name: str, maximum: int) -> bytes | None:
+        """The server-only file `name` of this job, or None."""
+        try:
+            with self._private() as fd:
+                return jobfs.read_whole(fd, name, maximum)
+        except (NotFound, jobfs.NotRegularFile, jobfs.Forbidden):
+            return None
+
+    def remove_private(self) -> None:
+        try:
+            with jobfs.opened_dir(self.staging_root, [PRIVATE_DIR]) as fd:
+                jobfs.remove(fd, self.job_id)
+        except NotFound:
+            pass
+
     # -- removal -----------------------------------------------------------------------
 
     def remove(self) -> bool:
-        """Delete the job directory; True if something was removed.  Never follows symlinks."""
+        """Delete the job directory and its private files; True if the directory was
+        removed.  Never follows symlinks."""
+        self.remove_private()
         try:
             with jobfs.opened_dir(self.staging_root, []) as root:
                 return jobfs.remove(root, self.job_id)

@@ -134,6 +134,7 @@ class JobService:
             if record is not None and record.state.terminal:
                 log.info("job %s set up again after it ended; starting afresh", job_id)
                 self.store.delete(job_id)
+                directory.remove_private()
             directory.create(self.settings.job_directory_mode)
             self._documents.forget(job_id)
             # informational only (nothing reads them back), so not fsynced

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from pulsar.errors import InvalidArgument
 from pulsar.jobs.directory import JobDirectory
 
-#: The file in the job directory that holds the accepted request (`SubmitRequest.launch_config`).
+#: The private file of a job that holds the accepted request (`SubmitRequest.launch_config`).
 LAUNCH_CONFIG = "launch_config"
 #: Tokens a command line may use for server paths: the job's own directory (0.15.16+
 #: clients) and the staging root (0.15.15 clients, mq-protocol 1.1).
@@ -48,7 +48,7 @@ class SubmitRequest:
         )
 
     def launch_config(self) -> dict[str, Any]:
-        """What is persisted in the job directory as `launch_config`."""
+        """What is persisted as the job's private `launch_config`."""
         return {
             "command_line": self.command_line,
             "submit_params": self.submit_params,
@@ -79,16 +79,21 @@ MAX_LAUNCH_CONFIG_BYTES = 256 * 1024 * 1024
 
 
 def save_launch_config(directory: JobDirectory, request: SubmitRequest) -> None:
-    """Persist the accepted request (atomic, fsynced) before anything acts on it."""
-    directory.write_atomic([LAUNCH_CONFIG], json.dumps(request.launch_config(), sort_keys=True).encode("utf-8"))
+    """Persist the accepted request (atomic, fsynced) before anything acts on it -- among the
+    server's private files of the job, not in the job directory: it may hold ssh keys and
+    says what the server does after the job (the job must neither read nor rewrite it)."""
+    directory.write_private(LAUNCH_CONFIG, json.dumps(request.launch_config(), sort_keys=True).encode("utf-8"))
 
 
 def load_launch_config(directory: JobDirectory) -> SubmitRequest:
     """The request `save_launch_config` recorded; OSError/ValueError if it is missing,
-    unreadable, not a regular file or not a JSON object."""
-    data = directory.read_whole([LAUNCH_CONFIG], MAX_LAUNCH_CONFIG_BYTES)
+    unreadable, not a regular file or not a JSON object.  A job accepted by an earlier
+    version of this server has it in its job directory, read there as a fallback."""
+    data = directory.read_private(LAUNCH_CONFIG, MAX_LAUNCH_CONFIG_BYTES)
     if data is None:
-        raise FileNotFoundError(f"no readable {LAUNCH_CONFIG} in the directory of job {directory.job_id}")
+        data = directory.read_whole([LAUNCH_CONFIG], MAX_LAUNCH_CONFIG_BYTES)
+    if data is None:
+        raise FileNotFoundError(f"no readable {LAUNCH_CONFIG} for job {directory.job_id}")
     config = json.loads(data)
     if not isinstance(config, dict):
         raise ValueError(f"{LAUNCH_CONFIG} of job {directory.job_id} is not a JSON object")

@@ -44,6 +44,7 @@ class Trash:
         self._queue.put(None)
 
     def discard(self, directory: JobDirectory) -> None:
+        directory.remove_private()  # small: at once, so a new job of this id starts clean
         if not directory.exists():
             directory.remove()  # a symlink in its place: the link goes, nothing else
             return

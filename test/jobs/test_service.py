@@ -222,3 +222,38 @@ def test_terminal_documents_are_refreshed_by_a_new_setup(make_app):
     submit(service, "r", "cat w.txt > ../outputs/o; exit 2")
     assert wait_terminal(service, "r")["returncode"] == 2
     assert output_bytes(service, "r", "output", "o") == b"second"  # not the old snapshot
+
+
+def test_the_accepted_request_is_out_of_the_jobs_reach(make_app, tmp_path):
+    """launch_config (ssh keys, Galaxy URLs, what happens after the job) lives in the staging
+    root's private area: the job can neither read it nor change what the server does with it."""
+    from pulsar.jobs.directory import JobDirectory
+    from pulsar.jobs.submit import load_launch_config
+
+    service = make_app().only_manager
+    service.setup("p1")
+    key = "-----BEGIN OPENSSH PRIVATE KEY----- p1 secret"
+    service.submit("p1", {
+        "command_line": "grep -rqs 'p1 sec''ret' .. ; echo $? > ../outputs/found; echo '{}' > ../launch_config",
+        "remote_staging": json.dumps({"ssh_key": key}),
+    })
+    assert wait_terminal(service, "p1")["status"] == "complete"
+    assert output_text(service, "p1", "output", "found") == "1\n"  # grep found nothing
+    private = tmp_path / "staging" / ".private"
+    config = private / "p1" / "launch_config"
+    assert (private.stat().st_mode & 0o777, config.parent.stat().st_mode & 0o777) == (0o700, 0o700)
+    assert config.stat().st_mode & 0o777 == 0o600
+    directory = JobDirectory(tmp_path / "staging", "p1")
+    assert load_launch_config(directory).remote_staging == {"ssh_key": key}  # not the job's '{}'
+    service.clean("p1")
+    assert not (private / "p1").exists()
+
+
+def test_a_job_accepted_before_the_private_area_still_loads(make_app, tmp_path):
+    from pulsar.jobs.directory import JobDirectory
+    from pulsar.jobs.submit import load_launch_config
+
+    make_app().only_manager.setup("old")
+    directory = JobDirectory(tmp_path / "staging", "old")
+    directory.write_atomic(["launch_config"], json.dumps({"command_line": "true"}).encode())
+    assert load_launch_config(directory).command_line == "true"
