@@ -179,25 +179,24 @@ def _url(value: Any) -> str:
     return text
 
 
-def mapping(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):  # from INI or the environment: YAML/JSON text
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
+def _yaml_value(value: Any, strict: bool = False) -> Any:
+    """Any YAML value; a string from INI/environment is read as YAML (text that is not YAML
+    stays the string, or is a ValueError when `strict`)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        if strict:
             raise ValueError(f"not valid YAML: {exc}") from None
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected a mapping, got {type(value).__name__}")
-    return dict(value)
+        return value
 
 
-def _yaml_value(value: Any) -> Any:
-    """Any YAML value; a string from INI/environment is read as YAML."""
-    if isinstance(value, str):
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-    return value
+def mapping(value: Any) -> dict[str, Any]:
+    parsed = _yaml_value(value, strict=True)
+    if not isinstance(parsed, Mapping):
+        raise ValueError(f"expected a mapping, got {type(parsed).__name__}")
+    return dict(parsed)
 
 
 def _manager(value: Any) -> dict[str, Any]:
