@@ -4,6 +4,7 @@ three host-key policies, and what a failure says."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -25,6 +26,7 @@ from pulsar.jobs.ssh_transfer import Endpoint, SshSettings, SshTransferError
 from pulsar.shared.action_mapper import FileActionMapper
 from pulsar.shared.actions import ActionError, FileAction
 from test.support.sshd import SshServer, free_port
+from test.support.system import unavailable
 
 TOOLS = ["remote_scp_transfer", "remote_rsync_transfer"]
 
@@ -151,6 +153,28 @@ def test_stage_in_fetches_inputs_over_ssh(tool: str, ssh_server: SshServer, job:
     assert f"[{ssh_server.host}]:{ssh_server.port}" in (tmp_path / "known_hosts").read_text()  # trusted on first use
     assert list(private_tmp.iterdir()) == []  # the key file went
     assert ssh_server.user_key.read_text().splitlines()[1] not in caplog.text
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_an_ipv6_ssh_host_works_both_ways(tool: str, ssh_server: SshServer, job: JobDirectory,
+                                          tmp_path: Path) -> None:
+    """ssh_host ::1 against the real sshd listening there: in and out, host key recorded."""
+    if not ssh_server.ipv6:
+        unavailable("this machine has no IPv6 loopback (::1) for the sshd to listen on")
+    server = dataclasses.replace(ssh_server, host="::1")
+    (tmp_path / "in.txt").write_text("over v6\n")
+    mapper = mapper_for(server, tool)
+    stage_in(job, {"setup": [setup_entry(mapper, tmp_path / "in.txt", "in.txt")], "action_mapper": mapper.to_dict()},
+             never, ssh=settings(tmp_path))
+    assert (job.path / "inputs" / "in.txt").read_text() == "over v6\n"
+    assert "[::1]:" in (tmp_path / "known_hosts").read_text()
+    (job.outputs / "out.txt").write_text("back over v6\n")
+    target = tmp_path / "returned" / "out.txt"
+    outputs = ClientOutputs(working_directory=str(tmp_path / "w"), metadata_directory=str(tmp_path / "m"),
+                            output_files=[str(target)])
+    assert stage_out(job, {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}, never,
+                     ssh=settings(tmp_path)) == []
+    assert target.read_text() == "back over v6\n"
 
 
 @pytest.mark.parametrize("tool", TOOLS)

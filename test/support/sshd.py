@@ -34,6 +34,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ipv6_loopback(port: int) -> bool:
+    """Whether ::1 exists here and `port` is free on it (then sshd listens there too)."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", port))
+        return True
+    except OSError:
+        return False
+
+
 @dataclasses.dataclass(frozen=True)
 class SshServer:
     """The running sshd: where it listens, who may log in with which key, its host key."""
@@ -44,6 +54,8 @@ class SshServer:
     user_key: Path
     host_public_key: Path
     log: Path
+    #: also listening on [::1] (when this machine has an IPv6 loopback)
+    ipv6: bool = False
 
     def known_hosts_line(self) -> str:
         """This server's line in ssh's known_hosts format (a non-default port is bracketed)."""
@@ -75,9 +87,11 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     os.chmod(authorized, 0o600)
     os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
     port = free_port()
+    ipv6 = _ipv6_loopback(port)
+    listen_v6 = "ListenAddress [::1]\n" if ipv6 else ""
     config = home / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {home}/sshd.pid\n"
+        f"Port {port}\nListenAddress 127.0.0.1\n{listen_v6}HostKey {host_key}\nPidFile {home}/sshd.pid\n"
         f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\n"
         f"SetEnv PATH={os.environ.get('PATH', '/usr/bin:/bin')}\n"
@@ -89,7 +103,7 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     with open(log, "wb") as log_file:
         process = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=log_file)
-    server = SshServer("127.0.0.1", port, getpass.getuser(), user_key, Path(f"{host_key}.pub"), log)
+    server = SshServer("127.0.0.1", port, getpass.getuser(), user_key, Path(f"{host_key}.pub"), log, ipv6)
     try:
         deadline = time.monotonic() + 30
         while True:
