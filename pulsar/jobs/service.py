@@ -68,7 +68,7 @@ class JobService:
         self._stage_out = stage_out
         self.table = JobTable(store)
         self._staging_pool = ThreadPoolExecutor(settings.staging_threads, thread_name_prefix=f"staging-{name}")
-        self._documents = status_doc.DocumentCache()
+        self._documents = status_doc.StatusDocuments(settings.maximum_stream_size, self.system_properties)
         #: sha256 of downloaded files by identity, for `Repr-Digest` (see pulsar.util.digests).
         self.digests = DigestCache()
         self._trash = Trash(settings.staging_root, name)
@@ -146,8 +146,7 @@ class JobService:
     def output_file(self, job_id: str, path_type: str | None, name: str | None) -> io.BufferedReader:
         """The file to download, already open (see `JobDirectory.open_output`): the caller
         reads from it, never from the name, which the job may point elsewhere meanwhile."""
-        directory = self._directory(job_id)
-        return directory.open_output(parse_path_type(path_type, PathType.OUTPUT), name or "")
+        return self._directory(job_id).open_output(parse_path_type(path_type, PathType.OUTPUT), name or "")
 
     # -- submit ------------------------------------------------------------------------
 
@@ -391,7 +390,7 @@ class JobService:
 
     def _finish(self, record: JobRecord, state: JobState, reason: str | None = None) -> None:
         if self._listeners and not self.table.closed:
-            self._announce(record.job_id, self._terminal_document(self._directory(record.job_id), state.status, reason))
+            self._announce(record.job_id, self._documents.terminal(self._directory(record.job_id), state.status, reason))
         record.state = state
         record.reason = reason
         self.table.save(record)
@@ -411,28 +410,7 @@ class JobService:
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The status document; unknown or cleaned jobs are `lost`, never an error."""
-        directory = self._directory(job_id)
-        record = self.table.get(job_id)
-        if record is None:
-            if directory.exists():
-                return status_doc.pending_document(job_id, Status.PREPROCESSING)
-            return self._terminal_document(directory, Status.LOST, None)
-        if not record.state.terminal:
-            return status_doc.pending_document(job_id, record.state.status)
-        document = self._documents.get(job_id)
-        if document is None:
-            document = self._terminal_document(directory, record.state.status, record.reason)
-            self._documents.put(job_id, document)
-        return document
-
-    def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
-        return status_doc.job_terminal_document(
-            directory,
-            status,
-            maximum_stream_size=self.settings.maximum_stream_size,
-            system_properties=self.system_properties,
-            reason=reason,
-        )
+        return self._documents.of(self._directory(job_id), self.table.get(job_id))
 
     def cancel(self, job_id: str) -> None:
         """Stop the job if it is still going; a no-op for unknown and finished jobs."""
