@@ -322,7 +322,7 @@ def check_bind(host: str, private_token: str | bool | None, allow_insecure_bind:
     if metrics_public and not is_loopback(host):
         raise InsecureBind(
             f"refusing to serve on {host} with metrics_public: it opens /metrics without the token and is meant "
-            "for a loopback bind only. Remove metrics_public and give Prometheus the token (bearer_token_file)."
+            "for a loopback bind only. Remove metrics_public and give Prometheus the token (authorization: credentials_file)."
         )
     if private_token or allow_insecure_bind or is_loopback(host):
         return
