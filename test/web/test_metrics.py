@@ -21,7 +21,7 @@ from pulsar.web.server import Server
 from pulsar.web.wsgi import build_wsgi_app
 from test.jobs.conftest import make_app  # noqa: F401  (fixture)
 from test.support import polling
-from test.web.support import running_server
+from test.web.support import call, running_server
 
 TOKEN = "metrics-t0ken"
 INPUT = b"0123456789" * 100  # 1000 bytes uploaded per job
@@ -79,18 +79,9 @@ def submit(base_url: str, job_id: str, command: str, **extra: str) -> None:
 
 
 @pytest.fixture
-def pulsar_app(tmp_path: Path) -> Iterator[PulsarApp]:
-    app = PulsarApp(staging_directory=str(tmp_path / "staging"), persistence_directory=str(tmp_path / "persisted"),
-                    private_token=TOKEN)
-    try:
-        yield app
-    finally:
-        app.shutdown()
-
-
-@pytest.fixture
-def server(pulsar_app: PulsarApp) -> Iterator[Server]:
-    with running_server(build_wsgi_app(pulsar_app), threads=4) as server:
+def server(make_app: Callable[..., PulsarApp]) -> Iterator[Server]:  # noqa: F811
+    """A real server on loopback; `make_app` kills the jobs left running at teardown."""
+    with running_server(build_wsgi_app(make_app(private_token=TOKEN)), threads=4) as server:
         yield server
 
 
@@ -172,22 +163,16 @@ def test_the_token_is_required_unless_metrics_public(server: Server) -> None:
     assert status == 200
 
 
-def test_metrics_public_opens_metrics_and_nothing_else_to_loopback_clients(tmp_path: Path) -> None:
-    app = PulsarApp(staging_directory=str(tmp_path / "staging"), persistence_directory=str(tmp_path / "persisted"),
-                    private_token=TOKEN, metrics_public="true")
-    try:
-        wsgi = build_wsgi_app(app)
-        with running_server(wsgi) as server:
-            assert "pulsar_job_submissions_total" in str(scrape(server.url, token=None))
-            status, body, _ = request(server.url, "GET", "/jobs/x/status", token=None)
-            assert status == 401 and json.loads(body)["error"] == "unauthorized"
-        # a client elsewhere (a server bound by gunicorn's --bind, which no launcher saw) needs the token
-        from test.web.support import call
-
-        assert call(wsgi, "GET", "/metrics", REMOTE_ADDR="192.0.2.7").status == 401
-        assert call(wsgi, "GET", "/metrics", query=f"private_token={TOKEN}", REMOTE_ADDR="192.0.2.7").status == 200
-    finally:
-        app.shutdown()
+def test_metrics_public_opens_metrics_and_nothing_else_to_loopback_clients(
+        make_app: Callable[..., PulsarApp]) -> None:  # noqa: F811
+    wsgi = build_wsgi_app(make_app(private_token=TOKEN, metrics_public="true"))
+    with running_server(wsgi) as server:
+        assert "pulsar_job_submissions_total" in str(scrape(server.url, token=None))
+        status, body, _ = request(server.url, "GET", "/jobs/x/status", token=None)
+        assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    # a client elsewhere (a server bound by gunicorn's --bind, which no launcher saw) needs the token
+    assert call(wsgi, "GET", "/metrics", REMOTE_ADDR="192.0.2.7").status == 401
+    assert call(wsgi, "GET", "/metrics", query=f"private_token={TOKEN}", REMOTE_ADDR="192.0.2.7").status == 200
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7"])
