@@ -37,8 +37,9 @@ from pulsar.jobs.state import JobState
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 OUTCOMES = ("complete", "failed", "cancelled", "lost")
-#: States a job is counted in by `pulsar_jobs` (the terminal ones are counters instead).
-ACTIVE_STATES = tuple(state for state in JobState if not state.terminal)
+#: States a job is counted in by `pulsar_jobs` (the terminal ones are counters instead; a job
+#: set up but not submitted has no record, so SETUP would always read 0 and is left out).
+ACTIVE_STATES = tuple(state for state in JobState if not state.terminal and state is not JobState.SETUP)
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 UNMATCHED_ROUTE = "unmatched"
 
