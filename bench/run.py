@@ -38,6 +38,7 @@ import yaml  # noqa: E402
 from bench import mq, report  # noqa: E402
 from bench.clients import ClientKind, our_client, reference_client, reference_venvs  # noqa: E402
 from bench.mq_servers import DEFAULT_AMQP_URL  # noqa: E402
+from bench.scraper import Scraper  # noqa: E402
 from bench.servers import OurServer, ReferenceServer, ServerSet  # noqa: E402
 from bench.summary import row_notes, summarise  # noqa: E402
 from bench.workloads import ceilings, integrity, jobs, persisted, transfer  # noqa: E402
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--our-option", action="append", default=[], metavar="KEY=YAML",
                         help="extra app.yml option for OUR server, e.g. fsync_uploads=false (repeatable; for "
                              "trying a change; recorded in the results)")
+    parser.add_argument("--scrape-metrics", type=float, metavar="SECONDS",
+                        help="scrape OUR server's /metrics every SECONDS during the whole run, as Prometheus "
+                             "would (its cost then shows in every figure; scrape count and time are recorded)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.repeats = args.repeats or (1 if quick else 3)
@@ -146,6 +150,7 @@ class Run:
         self.ref_venv: Path | None = None
         self.ours = None
         self.ref = None
+        self.scraper: Scraper | None = None
         self._serial = 0
 
     def new_prefix(self) -> str:
@@ -176,6 +181,9 @@ class Run:
         self.ours = self.servers.add(OurServer(self.workdir / "ours", self.args.our_options))
         seconds = self.ours.start()
         self.log(f"our server up on {self.ours.url} in {seconds:.2f}s")
+        if self.args.scrape_metrics:
+            self.scraper = Scraper(self.ours.port, self.args.scrape_metrics).start()
+            self.log(f"scraping {self.ours.url}metrics every {self.args.scrape_metrics:g}s")
         if self.with_reference():
             app_venv, client_venv = reference_venvs(self.notes)
             self.ref_venv = app_venv
@@ -185,6 +193,13 @@ class Run:
             self.log(f"reference server up on {self.ref.url} in {seconds:.2f}s")
 
     def stop_servers(self) -> None:
+        if self.scraper is not None:
+            self.raw["metrics_scrapes"] = scraped = self.scraper.stop()
+            self.scraper = None
+            self.log(f"/metrics scraped {scraped['scrapes']} times, median {scraped['scrape_ms_median']} ms, "
+                     f"{scraped['body_bytes_median']} bytes, errors: {scraped['errors'] or 'none'}")
+            if scraped["errors"]:
+                self.errors["metrics_scrapes"] = "; ".join(scraped["errors"])
         for server in (self.ours, self.ref):
             if server is not None:
                 server.stop()
@@ -398,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now()
     meta = {
         **run_meta(args, started),
+        "scrape_metrics_s": args.scrape_metrics,
         "exit_jobs": args.exit_jobs,
         "persisted_jobs": args.persisted,
         "status_requests": args.status_requests,

@@ -311,12 +311,19 @@ def existing_file(options: Mapping[str, Any], key: str) -> str:
     return path
 
 
-def check_bind(host: str, private_token: str | bool | None, allow_insecure_bind: bool, launcher: str) -> None:
+def check_bind(host: str, private_token: str | bool | None, allow_insecure_bind: bool, launcher: str,
+               *, metrics_public: bool = False) -> None:
     """The one secure-start rule, applied by `pulsar`, `paster serve` (our server runner and
     Paste's own server, through the app factory) alike: without a token, only a loopback
-    address may be served unless `allow_insecure_bind` says the network is trusted.
-    Raises `InsecureBind` naming the launcher's way out.  `private_token`: the token, or
-    whether there is one."""
+    address may be served unless `allow_insecure_bind` says the network is trusted; and
+    `metrics_public` (GET /metrics without the token) only on a loopback address, whatever
+    else is set.  Raises `InsecureBind` naming the launcher's way out.  `private_token`: the
+    token, or whether there is one."""
+    if metrics_public and not is_loopback(host):
+        raise InsecureBind(
+            f"refusing to serve on {host} with metrics_public: it opens /metrics without the token and is meant "
+            "for a loopback bind only. Remove metrics_public and give Prometheus the token (authorization: credentials_file)."
+        )
     if private_token or allow_insecure_bind or is_loopback(host):
         return
     raise InsecureBind(

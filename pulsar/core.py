@@ -29,6 +29,7 @@ from pulsar.jobs.toolbox import build_tool_policy
 from pulsar.managers.environment import JobEnvironment
 from pulsar.managers.registry import build_manager
 from pulsar.options import app_options, default, manager_options
+from pulsar.telemetry import ServerMetrics
 
 if TYPE_CHECKING:
     from pulsar.messaging.bind import MessageQueueBinding
@@ -104,15 +105,18 @@ def _service_settings(options: Mapping[str, Any], instrumenter: Any = None, reso
     )
 
 
-def _remote_staging_hooks(options: Mapping[str, Any], ssh: SshSettings) -> tuple[Any, Any]:
+def _remote_staging_hooks(name: str, options: Mapping[str, Any], ssh: SshSettings, metrics: ServerMetrics) -> tuple[Any, Any]:
     """Server-side staging bound to the manager's `preprocess_action_*` / `postprocess_action_*`
-    retry options and the app's ssh host-key policy (imported lazily: it pulls in `requests`)."""
+    retry options, the app's ssh host-key policy and the metrics of bytes moved (imported
+    lazily: it pulls in `requests`)."""
     remote_staging = importlib.import_module("pulsar.jobs.remote_staging")
     stage_in = functools.partial(
-        remote_staging.stage_in, retry=remote_staging.retry_executor(options, "preprocess_action_"), ssh=ssh
+        remote_staging.stage_in, retry=remote_staging.retry_executor(options, "preprocess_action_"), ssh=ssh,
+        transferred=metrics.transfer_observer(name, "in", "remote"),
     )
     stage_out = functools.partial(
-        remote_staging.stage_out, retry=remote_staging.retry_executor(options, "postprocess_action_"), ssh=ssh
+        remote_staging.stage_out, retry=remote_staging.retry_executor(options, "postprocess_action_"), ssh=ssh,
+        transferred=metrics.transfer_observer(name, "out", "remote"),
     )
     return stage_in, stage_out
 
@@ -130,6 +134,9 @@ class PulsarApp:
         token = options.get("private_token")
         self.private_token: str | None = str(token) if token not in (None, "") else None
         self.max_request_line = int(options.get("max_request_line") or DEFAULT_MAX_REQUEST_LINE)
+        #: `GET /metrics` without the token, for loopback clients (`pulsar.web.app`).
+        self.metrics_public = bool(options.get("metrics_public", False))
+        self.metrics = ServerMetrics()
         persistence = options.get("persistence_directory", DEFAULT_PERSISTENCE_DIRECTORY)
         self.persistence_directory = (
             None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
@@ -147,7 +154,7 @@ class PulsarApp:
         try:
             for name, definition in manager_definitions(options).items():
                 merged = manager_options(name, definition, options)
-                stage_in, stage_out = _remote_staging_hooks(merged, ssh)
+                stage_in, stage_out = _remote_staging_hooks(name, merged, ssh, self.metrics)
                 store_dir = None if self.persistence_directory is None else self.persistence_directory / name
                 manager = build_manager(name, merged)
                 manager.use_environment(self.job_environment)
@@ -161,11 +168,14 @@ class PulsarApp:
                     stage_out=stage_out,
                 )
                 self.services[name] = service
+                self.metrics.add_manager(name)
+                service.table.add_observer(self.metrics.observe_jobs(name))
             if options.get("message_queue_url"):
                 wiring = importlib.import_module("pulsar.messaging.wiring")  # kombu is an optional extra
                 self.bindings = wiring.build_bindings(self.services, options, self.persistence_directory)
+            self.metrics.watch(lambda: self.services, lambda: self.bindings)
             for service in self.services.values():  # after the bindings: they hear recovery
-                service.start()
+                self.metrics.recovered.labels(service.name).inc(service.start())
             for binding in self.bindings:
                 binding.start()
         except BaseException:

@@ -190,7 +190,7 @@ def resolve_settings(args: argparse.Namespace, config_dir: Path) -> Settings:
     allow_insecure = bool(args.allow_insecure or app_config.get("allow_insecure_bind", False))
     app_config["allow_insecure_bind"] = allow_insecure
     check_bind(host, app_config.get("private_token"), allow_insecure,
-               "pass --allow-insecure (allow_insecure_bind: true)")
+               "pass --allow-insecure (allow_insecure_bind: true)", metrics_public=bool(app_config.get("metrics_public", False)))
     return Settings(
         config_dir=config_dir,
         ini_path=ini,

@@ -1,18 +1,30 @@
-"""Status listeners: who hears about a job entering `running` or a terminal state.
+"""Who hears about jobs changing state.
 
-The job service announces each such transition through one `Announcer`; the message-queue
-binding (`pulsar.messaging`) is the listener that turns them into `status_update` messages.
+Two kinds, because they need different things:
+* status listeners hear a job entering `running` or a terminal state, with the status
+  document (the full terminal one, which costs reading the job's outputs): the job service
+  announces them through one `Announcer`; the message-queue binding (`pulsar.messaging`)
+  is the listener that turns them into `status_update` messages;
+* state observers hear every change of a job's recorded state, with nothing but the states
+  (`pulsar.jobs.table.JobTable` calls them; the server's metrics are one): cheap enough
+  for every transition of every job.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+
+from pulsar.jobs.state import JobState
 
 log = logging.getLogger(__name__)
 
 #: (job id, status document) -> None
 Listener = Callable[[str, dict[str, Any]], None]
+
+#: (job id, state before -- None for a job without a record --, state now) -> None.  Called
+#: after the store has the new state, under the job's lock; must be quick and not raise.
+StateObserver = Callable[[str, Optional[JobState], JobState], None]
 
 
 class Announcer:

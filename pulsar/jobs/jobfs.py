@@ -214,6 +214,16 @@ def kind_of(dir_fd: int, name: str) -> int | None:
     return _kind(dir_fd, name)
 
 
+def size_of(dir_fd: int, name: str) -> int:
+    """Size of the regular file `name` in `dir_fd` (the link itself is never followed); 0 for
+    anything else or nothing (what a transfer wrote, for the metrics)."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
 # -- files ------------------------------------------------------------------------------
 
 

@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import http.client
 import logging
+import os
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -24,7 +26,7 @@ import requests
 
 from pulsar import protocol
 from pulsar.errors import NotFound
-from pulsar.jobs import ssh_transfer
+from pulsar.jobs import jobfs, ssh_transfer
 from pulsar.jobs.directory import JobDirectory
 from pulsar.jobs.ssh_transfer import SshSettings, SshTransferError
 from pulsar.protocol import PathType
@@ -38,6 +40,9 @@ from pulsar.util.logsafe import printable
 from pulsar.util.retry import RetryActionExecutor
 
 log = logging.getLogger(__name__)
+
+#: (bytes, seconds) of one file staged (`pulsar.telemetry.TransferObserver`).
+Transferred = Callable[[int, float], None]
 
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Connect and read timeouts for transfers (seconds).
@@ -125,16 +130,17 @@ def _fetch_url(url: str, target: Path, dir_fd: int | None = None) -> None:
 
 
 def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: PathType, name: str,
-                  ssh: SshSettings | None = None) -> None:
+                  ssh: SshSettings | None = None) -> int:
     """Materialise one setup entry at (type, name) inside the job directory, written through
     the parent's directory fd (`JobDirectory.writable`), so a symlink the job planted on the
     way is refused and one under the name itself is replaced, never written through.  `ssh`:
-    the host-key policy for scp/rsync actions (default: trust on first use, ssh's own file)."""
+    the host-key policy for scp/rsync actions (default: trust on first use, ssh's own file).
+    Returns the size of the file written."""
     kind = action.action_type
     if kind in actions.SSH_ACTIONS:
         with job_directory.writable(path_type, name) as (dir_fd, leaf, _):
             ssh_transfer.fetch(action, ssh or SshSettings(), dir_fd, leaf)
-        return
+            return jobfs.size_of(dir_fd, leaf)
     if kind not in (actions.MESSAGE, actions.REMOTE_COPY, *actions.URL_ACTIONS):
         raise UnsupportedAction(f"this server cannot perform {kind!r} actions")
     if kind in actions.URL_ACTIONS and not action.url:
@@ -147,6 +153,7 @@ def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: Pa
         else:
             assert action.url is not None
             _fetch_url(action.url, Path(leaf), dir_fd)
+        return jobfs.size_of(dir_fd, leaf)
 
 
 def with_ssh_key(action: FileAction, path_type: str, remote_staging: Mapping[str, Any]) -> FileAction:
@@ -165,9 +172,11 @@ def with_ssh_key(action: FileAction, path_type: str, remote_staging: Mapping[str
 
 
 def stage_in(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_cancelled: Callable[[], bool],
-             *, retry: RetryActionExecutor | None = None, ssh: SshSettings | None = None) -> None:
+             *, retry: RetryActionExecutor | None = None, ssh: SshSettings | None = None,
+             transferred: Transferred | None = None) -> None:
     """Run `remote_staging.setup` in order; raise on the first failure.  Returns early,
-    without error, once `is_cancelled()` is true.  `ssh`: host-key policy of scp/rsync."""
+    without error, once `is_cancelled()` is true.  `ssh`: host-key policy of scp/rsync.
+    `transferred(size, seconds)` hears of each file staged (retries included in the time)."""
     executor = retry or retry_executor()
     for entry in remote_staging.get("setup") or []:
         if is_cancelled():
@@ -180,7 +189,10 @@ def stage_in(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_
         job_directory.upload_target(path_type, name)  # a bad name fails here, before any transfer
         log.debug("job %s: staging %s %s via %s", job_directory.job_id, printable(entry["type"]), printable(entry["name"]),
                   printable(action.action_type))
-        executor.execute(functools.partial(write_to_path, action, job_directory, path_type, name, ssh))
+        started = time.monotonic()
+        size = executor.execute(functools.partial(write_to_path, action, job_directory, path_type, name, ssh))
+        if transferred is not None:
+            transferred(size, time.monotonic() - started)
 
 
 # -- stage out ----------------------------------------------------------------------------
@@ -286,8 +298,10 @@ def _listing(job_directory: JobDirectory, client_outputs: Mapping[str, Any]) -> 
 
 
 def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_cancelled: Callable[[], bool],
-              *, retry: RetryActionExecutor | None = None, ssh: SshSettings | None = None) -> list[str]:
+              *, retry: RetryActionExecutor | None = None, ssh: SshSettings | None = None,
+              transferred: Transferred | None = None) -> list[str]:
     """Send back every collected output whose action is remote; return failure messages.
+    `transferred(size, seconds)` hears of each file sent (retries included in the time).
 
     HTTP 403 from Galaxy (a purged dataset) is not a failure; neither is a missing file the
     plan marks as optional.  `ssh`: host-key policy of scp/rsync.  An scp/rsync action
@@ -320,7 +334,10 @@ def stage_out(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is
                 raise
             with handle:
                 source = Path(f"/proc/self/fd/{handle.fileno()}")
+                started = time.monotonic()
                 executor.execute(functools.partial(write_from_path, action, source, Path(fetch.name).name, ssh))
+                if transferred is not None:
+                    transferred(os.fstat(handle.fileno()).st_size, time.monotonic() - started)
         except TransferError as exc:
             if exc.http_status == 403:
                 log.info("job %s: %s refused with 403 (dataset deleted?); skipped", job_directory.job_id, printable(fetch.name))

@@ -14,9 +14,6 @@ import io
 import json
 import logging
 import os
-import threading
-import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -32,6 +29,7 @@ from pulsar.jobs.settings import ServiceSettings
 from pulsar.jobs.state import JobRecord, JobState
 from pulsar.jobs.store import JobStore
 from pulsar.jobs.submit import SubmitRequest, load_launch_config, parse_submit_args, save_launch_config
+from pulsar.jobs.table import JobTable
 from pulsar.jobs.trash import Trash
 from pulsar.managers.base import LaunchError, LaunchSpec, Manager
 from pulsar.protocol import PathType, Status
@@ -39,8 +37,6 @@ from pulsar.util.digests import DigestCache
 from pulsar.util.fileio import Readable, StreamResult
 
 log = logging.getLogger(__name__)
-
-_LOCK_STRIPES = 64
 
 #: remote staging hooks: (job directory, remote_staging, is_cancelled) -> ...
 StageIn = Callable[[JobDirectory, dict[str, Any], Callable[[], bool]], None]
@@ -70,41 +66,20 @@ class JobService:
         self.settings = settings
         self._stage_in = stage_in
         self._stage_out = stage_out
-        self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
-        self._active: dict[str, JobRecord] = {}
+        self.table = JobTable(store)
         self._staging_pool = ThreadPoolExecutor(settings.staging_threads, thread_name_prefix=f"staging-{name}")
-        self._documents = status_doc.DocumentCache()
+        self._documents = status_doc.StatusDocuments(settings.maximum_stream_size, self.system_properties)
         #: sha256 of downloaded files by identity, for `Repr-Digest` (see pulsar.util.digests).
         self.digests = DigestCache()
         self._trash = Trash(settings.staging_root, name)
         self._listeners = Announcer()
-        self._closed = False
         settings.staging_root.mkdir(parents=True, exist_ok=True)
         manager.bind(self)
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _lock(self, job_id: str) -> threading.RLock:
-        return self._locks[zlib.crc32(job_id.encode()) % _LOCK_STRIPES]
-
     def _directory(self, job_id: str) -> JobDirectory:
         return JobDirectory(self.settings.staging_root, validate_job_id(job_id))
-
-    def _record(self, job_id: str) -> JobRecord | None:
-        record = self._active.get(job_id)
-        return record if record is not None else self.store.load(job_id)
-
-    def _save(self, record: JobRecord, *, durable: bool = True) -> None:
-        if self._closed:
-            # Late threads (a transfer that returns, a process that exits) must not overwrite what the next start decides.
-            log.debug("not recording %s for job %s: shutting down", record.state.name, record.job_id)
-            return
-        record.updated = time.time()
-        self.store.save(record, durable=durable)
-        if record.state.terminal:
-            self._active.pop(record.job_id, None)
-        else:
-            self._active[record.job_id] = record
 
     @property
     def system_properties(self) -> dict[str, Any]:
@@ -129,11 +104,11 @@ class JobService:
 
     def _create_directory(self, job_id: str, tool_id: str | None, tool_version: str | None) -> JobDirectory:
         directory = self._directory(job_id)
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is not None and record.state.terminal:
                 log.info("job %s set up again after it ended; starting afresh", job_id)
-                self.store.delete(job_id)
+                self.table.forget(job_id)
                 directory.remove_private()
             directory.create(self.settings.job_directory_mode)
             self._documents.forget(job_id)
@@ -165,15 +140,14 @@ class JobService:
         """The job's directory, created if the client computed the layout itself (see upload)."""
         directory = self._directory(job_id)
         if not directory.exists():
-            with self._lock(job_id):
+            with self.table.lock(job_id):
                 directory.create(self.settings.job_directory_mode)
         return directory
 
     def output_file(self, job_id: str, path_type: str | None, name: str | None) -> io.BufferedReader:
         """The file to download, already open (see `JobDirectory.open_output`): the caller
         reads from it, never from the name, which the job may point elsewhere meanwhile."""
-        directory = self._directory(job_id)
-        return directory.open_output(parse_path_type(path_type, PathType.OUTPUT), name or "")
+        return self._directory(job_id).open_output(parse_path_type(path_type, PathType.OUTPUT), name or "")
 
     # -- submit ------------------------------------------------------------------------
 
@@ -203,10 +177,10 @@ class JobService:
                     self.settings.tool_policy.check_tool(tool.get("tool_id"), tool.get("tool_version"))
             self._create_directory(job_id, tool.get("tool_id"), tool.get("tool_version"))
         request.substitute_directories(directory.path, self.settings.staging_root)
-        with self._lock(job_id):
+        with self.table.lock(job_id):
             if not directory.exists():
                 raise NotFound(f"job {job_id!r} has not been set up")
-            record = self._record(job_id)
+            record = self.table.get(job_id)
             if record is not None:
                 log.warning("job %s submitted again while %s; ignoring the second submit", job_id, record.state.name)
                 return
@@ -217,7 +191,7 @@ class JobService:
             save_launch_config(directory, request)
             if request.remote_staging.get("setup") and self._stage_in is not None:
                 record = JobRecord(job_id, JobState.STAGING_IN)
-                self._save(record)
+                self.table.save(record)
                 self._staging_pool.submit(self._run_stage_in, job_id)
                 return
             record = JobRecord(job_id, JobState.SETUP)
@@ -238,7 +212,7 @@ class JobService:
         try:
             yield
         except Refused as exc:
-            with self._lock(job_id):
+            with self.table.lock(job_id):
                 self._fail(JobRecord(job_id, JobState.SETUP), exc.detail, quiet=True)
             raise
 
@@ -257,7 +231,7 @@ class JobService:
             self._fail(record, f"could not write the job script: {exc}")
             return
         record.state = JobState.QUEUED
-        self._save(record)
+        self.table.save(record)
         try:
             self.manager.submit(spec)
         except LaunchError as exc:
@@ -268,7 +242,7 @@ class JobService:
 
     def _is_cancelled(self, job_id: str) -> Callable[[], bool]:
         def cancelled() -> bool:
-            record = self._record(job_id)
+            record = self.table.get(job_id)
             return record is None or record.state in (JobState.CANCELLED, JobState.FAILED, JobState.LOST)
 
         return cancelled
@@ -281,13 +255,13 @@ class JobService:
             self._stage_in(directory, request.remote_staging, self._is_cancelled(job_id))
         except Exception as exc:
             log.debug("staging inputs of job %s failed", job_id, exc_info=True)  # _fail logs the reason
-            with self._lock(job_id):
-                record = self._record(job_id)
+            with self.table.lock(job_id):
+                record = self.table.get(job_id)
                 if record is not None and record.state is JobState.STAGING_IN:
                     self._fail(record, f"staging inputs failed: {exc}")
             return
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None or record.state is not JobState.STAGING_IN:
                 return  # cancelled or cleaned meanwhile
             if self.settings.tool_policy is not None:
@@ -301,16 +275,16 @@ class JobService:
     # -- back-end events (ManagerEvents) -----------------------------------------------
 
     def submitted(self, job_id: str, backend: dict[str, Any]) -> None:
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None or record.state.terminal:
                 return
             record.backend.update(backend)
-            self._save(record)
+            self.table.save(record)
 
     def started(self, job_id: str, backend: dict[str, Any]) -> None:
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None or record.state is not JobState.QUEUED and record.state is not JobState.RUNNING:
                 return
             record.backend.update(backend)
@@ -319,11 +293,11 @@ class JobService:
             record.state = JobState.RUNNING
             # Not fsynced: after a power loss the job's processes are gone anyway, and a
             # record still saying QUEUED is run again, which is what that case needs.
-            self._save(record, durable=False)
+            self.table.save(record, durable=False)
 
     def finished(self, job_id: str, *, exit_code: int | None = None, failure: str | None = None) -> None:
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None or record.state not in (JobState.QUEUED, JobState.RUNNING):
                 return
             directory = self._directory(job_id)
@@ -339,8 +313,8 @@ class JobService:
             self._after_run(directory, record)
 
     def vanished(self, job_id: str) -> None:
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None or record.state not in (JobState.QUEUED, JobState.RUNNING):
                 return
             directory = self._directory(job_id)
@@ -368,7 +342,7 @@ class JobService:
             request = None
         if request is not None and self._stage_out is not None and request.remote_staging.get("action_mapper"):
             record.state = JobState.STAGING_OUT
-            self._save(record)
+            self.table.save(record)
             self._staging_pool.submit(self._run_stage_out, record.job_id)
         else:
             self._finish(record, JobState.COMPLETE)
@@ -382,8 +356,8 @@ class JobService:
         except Exception as exc:
             log.exception("staging outputs of job %s failed", job_id)
             failures = [str(exc)]
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None or record.state is not JobState.STAGING_OUT:
                 return
             if failures:
@@ -405,22 +379,22 @@ class JobService:
         """A submission of `job_id` was refused (`reason`) where no reply can say so (the
         message queue): record the job as `failed` with `reason` in its stderr, announced
         like any failure.  A job in progress is left alone."""
-        with self._lock(validate_job_id(job_id)):
-            record = self._record(job_id)
+        with self.table.lock(validate_job_id(job_id)):
+            record = self.table.get(job_id)
             if record is None or record.state.terminal:
                 self._fail(JobRecord(job_id, JobState.SETUP), reason)
 
     def job_state(self, job_id: str) -> JobState | None:
         """The recorded state of the job; None when there is none (never submitted, or cleaned)."""
-        record = self._record(validate_job_id(job_id))
+        record = self.table.get(validate_job_id(job_id))
         return None if record is None else record.state
 
     def _finish(self, record: JobRecord, state: JobState, reason: str | None = None) -> None:
-        if self._listeners and not self._closed:
-            self._announce(record.job_id, self._terminal_document(self._directory(record.job_id), state.status, reason))
+        if self._listeners and not self.table.closed:
+            self._announce(record.job_id, self._documents.terminal(self._directory(record.job_id), state.status, reason))
         record.state = state
         record.reason = reason
-        self._save(record)
+        self.table.save(record)
         log.info("job %s is %s", record.job_id, state.status.value)
 
     def add_listener(self, listener: Listener) -> None:
@@ -430,41 +404,20 @@ class JobService:
         self._listeners.add(listener)
 
     def _announce(self, job_id: str, document: dict[str, Any]) -> None:
-        if not self._closed:  # after shutdown nothing is recorded either (see _save)
+        if not self.table.closed:  # after shutdown nothing is recorded either (see _save)
             self._listeners.announce(job_id, document)
 
     # -- status, cancel, clean ---------------------------------------------------------
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The status document; unknown or cleaned jobs are `lost`, never an error."""
-        directory = self._directory(job_id)
-        record = self._record(job_id)
-        if record is None:
-            if directory.exists():
-                return status_doc.pending_document(job_id, Status.PREPROCESSING)
-            return self._terminal_document(directory, Status.LOST, None)
-        if not record.state.terminal:
-            return status_doc.pending_document(job_id, record.state.status)
-        document = self._documents.get(job_id)
-        if document is None:
-            document = self._terminal_document(directory, record.state.status, record.reason)
-            self._documents.put(job_id, document)
-        return document
-
-    def _terminal_document(self, directory: JobDirectory, status: Status, reason: str | None) -> dict[str, Any]:
-        return status_doc.job_terminal_document(
-            directory,
-            status,
-            maximum_stream_size=self.settings.maximum_stream_size,
-            system_properties=self.system_properties,
-            reason=reason,
-        )
+        return self._documents.of(self._directory(job_id), self.table.get(job_id))
 
     def cancel(self, job_id: str) -> None:
         """Stop the job if it is still going; a no-op for unknown and finished jobs."""
         directory = self._directory(job_id)
-        with self._lock(job_id):
-            record = self._record(job_id)
+        with self.table.lock(job_id):
+            record = self.table.get(job_id)
             if record is None:
                 if directory.exists():  # set up, never submitted: a later submit is ignored
                     self._finish(JobRecord(job_id, JobState.CANCELLED), JobState.CANCELLED)
@@ -483,37 +436,33 @@ class JobService:
             log.info("debug is set: keeping the directory of job %s", job_id)
             return
         self.cancel(job_id)
-        with self._lock(job_id):
+        with self.table.lock(job_id):
             self._trash.discard(directory)
-            self.store.delete(job_id)
-            self._active.pop(job_id, None)
+            self.table.forget(job_id)
             self._documents.forget(job_id)
 
     # -- life cycle --------------------------------------------------------------------
 
     def recover(self) -> int:
         """Carry on with every job the store says was not finished.  Returns how many."""
-        records = self.store.active()
-        for record in records:
-            self._active[record.job_id] = record
+        records = self.table.load_active()
         for record in records:
             try:
                 self._recover_one(record)
             except Exception as exc:
                 log.exception("could not recover job %s", record.job_id)
-                with self._lock(record.job_id):
+                with self.table.lock(record.job_id):
                     self._finish(record, JobState.LOST, f"could not recover the job after a restart: {exc}")
         return len(records)
 
     def _recover_one(self, record: JobRecord) -> None:
         directory = self._directory(record.job_id)
-        with self._lock(record.job_id):
+        with self.table.lock(record.job_id):
             if not directory.exists():
                 self._finish(record, JobState.LOST, "the job directory disappeared while the server was down")
                 return
             if record.state is JobState.SETUP:
-                self.store.delete(record.job_id)
-                self._active.pop(record.job_id, None)
+                self.table.forget(record.job_id)
             elif record.state is JobState.STAGING_IN:
                 self._staging_pool.submit(self._run_stage_in, record.job_id)
             elif record.state is JobState.STAGING_OUT:
@@ -532,18 +481,20 @@ class JobService:
             log.info("manager %s: removed %d temp file(s) left by interrupted uploads", self.name, removed)
         return removed
 
-    def start(self) -> None:
+    def start(self) -> int:
+        """Start the back-end and carry on the unfinished jobs; returns how many there were."""
         self.remove_stale_temp_files()
         self._trash.start()
         self.manager.start()
         count = self.recover()
         if count:
             log.info("manager %s: recovered %d unfinished job(s)", self.name, count)
+        return count
 
     def shutdown(self) -> None:
-        if self._closed:
+        if self.table.closed:
             return
-        self._closed = True
+        self.table.closed = True
         self._trash.stop()
         self.manager.shutdown()
         self._staging_pool.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 from pulsar import __version__, protocol
 from pulsar.errors import InvalidArgument
 from pulsar.jobs.directory import JobDirectory, relative_parts
+from pulsar.jobs.state import JobRecord
 from pulsar.jobs.submit import load_launch_config
 from pulsar.protocol import Status
 from pulsar.util.logsafe import printable
@@ -198,3 +199,38 @@ class DocumentCache:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._documents.pop(job_id, None)
+
+
+class StatusDocuments:
+    """The status documents of one manager's jobs (spec 4.5), from the job directory and its
+    record; the terminal ones remembered (a `DocumentCache`) until setup, upload or clean
+    call `forget`.  Why a class: the job service only says which job and when."""
+
+    def __init__(self, maximum_stream_size: int, system_properties: Mapping[str, Any]):
+        self._maximum_stream_size = maximum_stream_size
+        self._system_properties = system_properties
+        self._cache = DocumentCache()
+
+    def terminal(self, directory: JobDirectory, status: Status, reason: str | None = None) -> dict[str, Any]:
+        """A fresh terminal document (what a status listener is told)."""
+        return job_terminal_document(directory, status, maximum_stream_size=self._maximum_stream_size,
+                                     system_properties=self._system_properties, reason=reason)
+
+    def of(self, directory: JobDirectory, record: JobRecord | None) -> dict[str, Any]:
+        """The document a status request gets; a job without a record is being set up (its
+        directory exists) or `lost` (unknown or cleaned), never an error."""
+        job_id = directory.job_id
+        if record is None:
+            if directory.exists():
+                return pending_document(job_id, Status.PREPROCESSING)
+            return self.terminal(directory, Status.LOST)
+        if not record.state.terminal:
+            return pending_document(job_id, record.state.status)
+        document = self._cache.get(job_id)
+        if document is None:
+            document = self.terminal(directory, record.state.status, record.reason)
+            self._cache.put(job_id, document)
+        return document
+
+    def forget(self, job_id: str) -> None:
+        self._cache.forget(job_id)

@@ -10,6 +10,12 @@ classes); routing stays our explicit `RouteTable`.  Outcomes:
 * a token-less app built with `loopback_only` reached from elsewhere -> 403;
 * anything else -> 500 with a generic JSON body, logged with its traceback.
 
+`GET /metrics` needs the token like every route except `/healthz`, unless the app sets
+`metrics_public`: then loopback clients read it without (the launchers refuse
+`metrics_public` on a non-loopback bind; the client check covers a server whose bind they
+cannot see, gunicorn's `--bind`).  Every request is counted in the app's metrics once its
+response is done (`pulsar.telemetry`), labelled with the route's pattern.
+
 Client text in log lines (path, method, client address, error details) is escaped with
 `pulsar.util.logsafe` and the token is masked wherever it appears.
 
@@ -31,6 +37,7 @@ from typing import Any, Callable, Iterable, Mapping
 import webob
 
 from pulsar.errors import InvalidArgument, PulsarError
+from pulsar.telemetry import UNMATCHED_ROUTE
 from pulsar.util.fileio import TruncatedStream
 from pulsar.util.logsafe import printable, target
 from pulsar.web.args import Args, parse_query
@@ -75,6 +82,10 @@ class PulsarWsgiApp:
     def has_token(self) -> bool:
         return bool(self.app.private_token)
 
+    @property
+    def metrics_public(self) -> bool:
+        return bool(self.app.metrics_public)
+
     def shutdown(self) -> None:
         self.app.shutdown()
 
@@ -107,7 +118,12 @@ class PulsarWsgiApp:
             response = error_response(500, "server_error", "internal server error; see the server log")
 
         def finished() -> None:
-            exchange.log(time.monotonic() - started)
+            duration = time.monotonic() - started
+            exchange.log(duration)
+            metrics = self.app.metrics
+            metrics.request_done(exchange.route, method, exchange.status, duration)
+            if file_body is not None and method == "GET" and exchange.status in (200, 206):
+                metrics.transferred(exchange.manager, "out", "http", exchange.length, duration)
 
         file_body = response.app_iter if isinstance(response.app_iter, FileBody) else None
         if file_body is not None:
@@ -148,7 +164,9 @@ class PulsarWsgiApp:
         query = parse_query(http)
         exchange.query = query
         exchange.polled = match.route.polled
-        if match.route.authenticated:
+        exchange.route, exchange.manager = match.route.pattern, match.manager_name
+        public = match.route.public_metrics and self.app.metrics_public and _is_loopback(http.remote_addr)
+        if match.route.authenticated and not public:
             if self.loopback_only and not self.app.private_token and not _is_loopback(http.remote_addr):
                 raise LoopbackOnly("this server has no private_token and answers loopback clients only")
             if not is_authorized(self.app.private_token, http, query):
@@ -159,7 +177,7 @@ class PulsarWsgiApp:
 class _Exchange:
     """What the access log needs to know about one request, and what went out."""
 
-    __slots__ = ("client", "method", "path", "query", "polled", "status", "length")
+    __slots__ = ("client", "method", "path", "query", "polled", "status", "length", "route", "manager")
 
     def __init__(self, environ: Mapping[str, Any], method: str, path: str):
         self.client = printable(environ.get("REMOTE_ADDR", "-"))
@@ -169,6 +187,8 @@ class _Exchange:
         self.polled = False
         self.status = 0
         self.length = 0
+        self.route = UNMATCHED_ROUTE  # the route's pattern once matched: a bounded metrics label
+        self.manager = ""
 
     def recording(self, start_response: StartResponse) -> StartResponse:
         """`start_response`, noting the status and Content-Length WebOb chose."""

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from webob import Response
 
 from pulsar.errors import InvalidArgument, NotFound
+from pulsar.telemetry import CONTENT_TYPE as METRICS_TYPE
 from pulsar.web.digest_headers import repr_digest, wants_sha256
 from pulsar.web.ranges import RangeNotSatisfiable, entity_tag, settle_range
 from pulsar.web.request import Request
-from pulsar.web.responses import error_response, file_response, json_response, ok_response
+from pulsar.web.responses import error_response, file_response, json_response, metrics_response, ok_response
 
 
 def setup(request: Request) -> Response:
@@ -42,7 +44,9 @@ def upload(request: Request) -> Response:
     if args.optional("cache_token"):
         raise InvalidArgument("cache_token uploads need the file cache, which this server does not provide")
     length = request.body_length()
+    started = time.monotonic()
     path, result = service.upload(args.required("job_id"), path_type, name, request.body, length)
+    request.app.metrics.transferred(service.name, "in", "http", result.size, time.monotonic() - started)
     return json_response({"path": str(path), "size": result.size, "sha256": result.sha256})
 
 
@@ -139,3 +143,9 @@ def download(request: Request) -> Response:
 def healthz(request: Request) -> Response:
     """`GET /healthz`: no token, no manager lookup, nothing but the version."""
     return json_response({"version": request.app.version})
+
+
+def metrics(request: Request) -> Response:
+    """`GET /metrics`: the whole server's Prometheus metrics (under `/managers/{name}/` the
+    same, like `/healthz`; the manager is a label inside)."""
+    return metrics_response(request.app.metrics.exposition(), METRICS_TYPE)

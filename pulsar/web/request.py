@@ -8,6 +8,7 @@ import webob
 
 from pulsar.errors import InvalidArgument, PulsarError
 from pulsar.jobs.service import JobService
+from pulsar.telemetry import ServerMetrics
 from pulsar.util.fileio import Readable
 from pulsar.web.args import Args
 
@@ -18,6 +19,10 @@ class PulsarAppLike(Protocol):
     private_token: str | None
     version: str
     max_request_line: int
+    #: The app's Prometheus metrics (`pulsar.telemetry`), and whether loopback clients may
+    #: read them without the token (`metrics_public`).
+    metrics: ServerMetrics
+    metrics_public: bool
 
     def service(self, manager_name: str, /) -> JobService:
         """The job service of a manager; `pulsar.errors.NotFound` for an unknown name."""

@@ -49,6 +49,13 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(body=json.dumps(value).encode("utf-8"), status=status, content_type=JSON_TYPE)
 
 
+def metrics_response(body: bytes, content_type: str) -> Response:
+    """The Prometheus exposition: `content_type` carries its own version and charset."""
+    response = Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
 def ok_response() -> Response:
     """The literal `OK` of submit, cancel and clean."""
     return Response(body=b"OK", content_type="text/plain", charset="utf-8")

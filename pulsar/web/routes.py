@@ -26,6 +26,8 @@ class Route(NamedTuple):
     #: Polled all the time (Galaxy asks every job's status every few seconds): a success is
     #: logged at DEBUG, not INFO, so the access log shows what changes things.
     polled: bool = False
+    #: Answered without the token when the app sets `metrics_public`, to loopback clients.
+    public_metrics: bool = False
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -42,6 +44,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/jobs/{job_id}/cancel", handlers.cancel),
     Route("DELETE", "/jobs/{job_id}", handlers.clean),
     Route("GET", "/healthz", handlers.healthz, authenticated=False, polled=True),
+    Route("GET", "/metrics", handlers.metrics, polled=True, public_metrics=True),
 )
 
 

@@ -462,7 +462,7 @@ def server_runner(wsgi_app: WsgiApp, global_conf: dict[str, Any], **kwargs: Any)
             raise ConfigurationError(str(exc)) from None
         allow = not wsgi_app.loopback_only or insecure
         check_bind(str(kwargs.get("host") or DEFAULT_HOST), wsgi_app.has_token, allow,
-                   "set allow_insecure_bind: true in app.yml")
+                   "set allow_insecure_bind: true in app.yml", metrics_public=wsgi_app.metrics_public)
     server = make_server(
         wsgi_app,
         str(kwargs.get("host") or DEFAULT_HOST),

@@ -41,7 +41,8 @@ def app_factory(global_conf: dict[str, Any], **local_conf: Any) -> PulsarWsgiApp
     allow_insecure = bool(options.get("allow_insecure_bind", False))
     if ini:
         for section, host in server_hosts(ini, global_conf).items():
-            check_bind(host, options.get("private_token"), allow_insecure, f"{PASTE_WAY_OUT} ([{section}] host {host})")
+            check_bind(host, options.get("private_token"), allow_insecure, f"{PASTE_WAY_OUT} ([{section}] host {host})",
+                       metrics_public=bool(options.get("metrics_public", False)))
     if not options.get("private_token"):
         log.warning("no private_token configured: %s", "any client may run commands" if allow_insecure
                     else "only loopback clients are answered")

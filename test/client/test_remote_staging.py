@@ -49,7 +49,10 @@ def test_stage_in_all_server_actions(galaxy, job: JobDirectory, tmp_path: Path) 
          "action": FileAction("remote_copy", path=str(tmp_path / "shared.txt")).to_dict()},
         {"name": "params.json", "type": "config", "action": message_action('{"a": 1}').to_dict()},
     ]
-    stage_in(job, {"setup": setup, "action_mapper": mapper.to_dict()}, never)
+    moved: list[int] = []  # what the metrics hear: each file's size (and seconds)
+    stage_in(job, {"setup": setup, "action_mapper": mapper.to_dict()}, never,
+             transferred=lambda size, seconds: moved.append(size))
+    assert moved == [len(payload), len("on a shared mount\n"), len('{"a": 1}')]
     assert (job.path / "inputs" / "dataset_1.dat").read_bytes() == payload
     assert (job.path / "tool_files" / "sub" / "shared.txt").read_text() == "on a shared mount\n"
     assert (job.path / "configs" / "params.json").read_text() == '{"a": 1}'
@@ -88,8 +91,11 @@ def test_stage_out_posts_remote_outputs(galaxy, job: JobDirectory) -> None:
     (job.working / "named.txt").write_text("named")
     (job.metadata / "metadata_x").write_text("meta")
     mapper = FileActionMapper(default_action="remote_transfer", files_endpoint=server.files_endpoint)
-    failures = stage_out(job, {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}, never)
+    moved: list[int] = []
+    failures = stage_out(job, {"action_mapper": mapper.to_dict(), "client_outputs": outputs.to_dict()}, never,
+                         transferred=lambda size, seconds: moved.append(size))
     assert failures == []
+    assert sorted(moved) == sorted([len(big), len("extra"), len("named"), len('{"filename": "named.txt"}'), len("meta")])
     assert hashlib.sha256((root / "out" / "dataset_2.dat").read_bytes()).digest() == hashlib.sha256(big).digest()
     assert (root / "out" / "dataset_2_files" / "e.txt").read_text() == "extra"
     assert (local_working / "named.txt").read_text() == "named"

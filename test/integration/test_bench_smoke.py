@@ -1,7 +1,8 @@
 """`make bench` works from a clean checkout: a small run of bench/run.py against the reference
 server and client prints the comparison table and writes its results.  Figures are not
 checked (performance is judged from full runs, not in tests); that every workload ran, that
-checksums held and that ratios were computed is.  The message-queue section runs against the
+checksums held and that ratios were computed is, and that our /metrics, scraped throughout
+(`--scrape-metrics`), parsed every time.  The message-queue section runs against the
 real broker when one listens (CI starts it), with a handful of jobs."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def test_quick_bench_prints_ratios_against_the_reference(tmp_path: Path) -> None
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--size-mib", "16", "--jobs", "10",
          "--exit-jobs", "5", "--persisted", "200", "--status-requests", "100",
-         "--mq-jobs", "8", "--mq-exit-jobs", "3", "--mq-outage-jobs", "20",
+         "--mq-jobs", "8", "--mq-exit-jobs", "3", "--mq-outage-jobs", "20", "--scrape-metrics", "0.5",
          "--workdir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results")],
         capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
     )
@@ -54,5 +55,6 @@ def test_quick_bench_prints_ratios_against_the_reference(tmp_path: Path) -> None
     else:  # no broker here: the section says it was skipped
         assert any("message-queue section skipped" in note for note in data["notes"])
     assert not data["errors"]
+    assert data["raw"]["metrics_scrapes"]["scrapes"] > 0 and not data["raw"]["metrics_scrapes"]["errors"]
     assert all(run["checksum_ok"] for runs in data["raw"]["transfer"].values() for run in runs)
     assert data["summary"]["transfer.ours.upload_MBps"]["reference"] > 0

@@ -144,6 +144,43 @@ def test_pulsar_refuses_a_public_bind_without_token(tmp_path: Path) -> None:
     assert process.returncode == 2 and "refusing to serve on 0.0.0.0" in output
 
 
+def pulsar_process(config_dir: Path, host: str, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pulsar.main", "-c", str(config_dir), "--host", host,
+                             "--port", str(port)], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=subprocess_env(), stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("launcher", ["pulsar", *SERVERS])
+def test_metrics_public_refuses_a_public_bind_even_with_a_token(tmp_path: Path, launcher: str) -> None:
+    """`metrics_public` opens /metrics without the token: on a loopback bind only, whatever
+    else is set (a token, allow_insecure_bind), on every launcher that sees the bind."""
+    port = free_port()
+    write_app_config(tmp_path, app_options(tmp_path, private_token="a-token", allow_insecure_bind=True,
+                                           metrics_public=True))
+    if launcher == "pulsar":
+        process = pulsar_process(tmp_path, "0.0.0.0", port)
+    else:
+        write_ini(tmp_path, launcher, "0.0.0.0", port)
+        process = paster(tmp_path)
+    output = refused(process, port)
+    assert "refusing to serve on 0.0.0.0 with metrics_public" in output
+    assert launcher != "pulsar" or process.returncode == 2  # the exit code of every refused bind
+    assert not (tmp_path / "staging").exists(), "job services were built before the refusal"
+
+
+def test_pulsar_with_metrics_public_on_loopback_opens_metrics_only(tmp_path: Path) -> None:
+    port = free_port()
+    write_app_config(tmp_path, app_options(tmp_path, private_token="a-token", metrics_public=True))
+    process = pulsar_process(tmp_path, "127.0.0.1", port)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/", "a-token", process=process)  # type: ignore[arg-type]
+        status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and b"pulsar_job_submissions_total" in body
+        assert http_get(f"http://127.0.0.1:{port}/jobs/probe/status")[0] == 401
+    finally:
+        stop(process)
+
+
 def test_generated_token_is_never_logged(tmp_path: Path) -> None:
     """`pulsar` with no configured token generates one; the log names the file, and neither
     the start nor requests carrying it (valid, in a malformed request, in a forged path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
 from pulsar.errors import InvalidArgument, NotFound
+from pulsar.telemetry import ServerMetrics
 from pulsar.util.digests import DigestCache
 from pulsar.util.fileio import Readable, StreamResult, stream_to_file
 
@@ -78,6 +79,8 @@ class FakeApp:
         self.private_token = private_token
         self.version = "0.17.0.dev0"
         self.max_request_line = max_request_line
+        self.metrics = ServerMetrics()
+        self.metrics_public = False
         self.services = {name: FakeService(name, root / name) for name in managers}
 
     def shutdown(self) -> None:

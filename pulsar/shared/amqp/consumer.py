@@ -203,6 +203,11 @@ class ConsumerThread(threading.Thread):
         return self.is_alive()
 
     @property
+    def queue(self) -> str:
+        """The broker's name of the queue consumed (a metrics label, a log word)."""
+        return self._loop.queue
+
+    @property
     def connected(self) -> bool:
         """True while the consumer is registered on a live connection."""
         return self._loop.connected.is_set()
