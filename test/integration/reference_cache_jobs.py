@@ -19,10 +19,11 @@ import os
 import sys
 import traceback
 
+from reference_client_jobs import Scenario, read, wait_terminal
+
 from pulsar.client.manager import build_client_manager
 from pulsar.client.staging.down import finish_job
 from pulsar.client.staging.up import submit_job
-from reference_client_jobs import Scenario, read, wait_terminal
 
 try:  # 0.16.0
     from pulsar.client.staging.models import ClientJobDescription, ClientOutputs, PulsarOutputs
