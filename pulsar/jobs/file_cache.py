@@ -116,6 +116,9 @@ class FileCache:
             elif entry.name.startswith("."):  # an insert the last run did not finish
                 os.unlink(entry.path)
                 stale += 1
+        for alias in os.scandir(self.aliases):  # aliases of evicted entries, and stale temp files
+            if not TOKEN.fullmatch(alias.name) or self._resolve(alias.name) is None:
+                os.unlink(alias.path)
         log.info("file cache %s: %d entries, %d bytes%s", self.directory, len(self._sizes), self.total_size,
                  f", {stale} unfinished inserts removed" if stale else "")
 
@@ -157,8 +160,9 @@ class FileCache:
         at it.  `expected_sha256` (optional) must match what arrived, or nothing is kept."""
         if expected_sha256 is not None:
             expected_sha256 = check_token(expected_sha256)
-        reserved = self._reserve(length or 0)
+        reserved = 0
         try:
+            reserved = self._reserve(length or 0)
             with PartialFile(self.entries / "incoming", fsync=False, suffix=".part", mode=0o444) as partial:
                 try:
                     partial.receive(body, length)

@@ -201,8 +201,10 @@ def test_eviction_keeps_what_an_active_job_holds(tmp_path: Path) -> None:
         token = call(api, "GET", "cache/status", path="/first").json()["token"]
         api.setup("holder")
         assert call(api, "POST", "jobs/holder/files", name="in", type="input", cache_token=token).status_code == 200
+        assert call(api, "PUT", "cache", path="/second").json() is True
         refused = call(api, "POST", "cache", body=second, path="/second")
         assert refused.status_code == 507 and refused.json()["error"] == "cache_full", refused.text
+        assert call(api, "PUT", "cache", path="/second").json() is True  # the refusal released the claim
         assert entries(tmp_path) == [token]
         too_big = call(api, "POST", "cache", body=os.urandom(4 * MiB), path="/big")
         assert too_big.status_code == 507
