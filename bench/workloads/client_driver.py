@@ -105,6 +105,14 @@ def remote_dirs(config: dict) -> dict:
     }
 
 
+def set_up(manager, spec: dict, job_id: str, tool_id: str):
+    """A client for the job and its setup: (client, local dirs, setup config, remote dirs)."""
+    client = make_client(manager, spec, job_id)
+    local = local_job_dirs(spec["workdir"], job_id)
+    config = client.setup(tool_id, "1.0", False)
+    return client, local, config, remote_dirs(config)
+
+
 def wait_terminal(client, poll_interval: float, timeout: float = 600.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -300,10 +308,7 @@ def run_exit_latency(spec: dict) -> dict:
     problems = []
     for index in range(spec["count"]):
         job_id = f"{spec['id_prefix']}{index}"
-        client = make_client(manager, spec, job_id)
-        local = local_job_dirs(spec["workdir"], job_id)
-        config = client.setup("bench_exit", "1.0", False)
-        remote = remote_dirs(config)
+        client, local, config, remote = set_up(manager, spec, job_id, "bench_exit")
         stamp = os.path.join(remote["job"], "bench_exit_ts")
         command = f"sleep {spec['job_sleep']}; date +%s.%N > {stamp}"
         description, _outputs = describe(command, local, [], [])
@@ -371,10 +376,7 @@ def run_shared_input(spec: dict) -> dict:
 
     def one(job_id: str) -> None:
         try:
-            client = make_client(manager, spec, job_id)
-            local = local_job_dirs(spec["workdir"], job_id)
-            config = client.setup("bench_shared", "1.0", False)
-            remote = remote_dirs(config)
+            client, local, config, remote = set_up(manager, spec, job_id, "bench_shared")
             output_path = os.path.join(local["outputs"], "size.txt")
             command = f"wc -c < {remote['inputs']}/{os.path.basename(input_path)} > {remote['outputs']}/size.txt"
             description, client_outputs = describe(command, local, [output_path], [input_path])

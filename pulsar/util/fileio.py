@@ -72,13 +72,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mod
 
     With `dir_fd`, `path` is a name in that directory; a symlink planted under the name is
     replaced, never written through."""
-    path = Path(path)
-    fd, tmp_name = create_temp_beside(path, ".tmp", 0o666 if mode is None else mode, dir_fd=dir_fd)
+
+    def fill(fd: int) -> None:
+        _write_all(fd, memoryview(data))
+        if fsync:
+            os.fsync(fd)
+
+    _replace_with(Path(path), ".tmp", 0o666 if mode is None else mode, dir_fd, fill)
+
+
+def _replace_with(path: Path, suffix: str, mode: int, dir_fd: int | None, fill: Callable[[int], None]) -> None:
+    """Create a temp file beside `path`, `fill(fd)` it, rename it onto `path`; on any
+    failure the temp file goes and `path` is untouched."""
+    fd, tmp_name = create_temp_beside(path, suffix, mode, dir_fd=dir_fd)
     try:
         try:
-            _write_all(fd, memoryview(data))
-            if fsync:
-                os.fsync(fd)
+            fill(fd)
         finally:
             os.close(fd)
         if dir_fd is None:
@@ -385,22 +394,13 @@ def clone_file(source_fd: int, target: Path | str, *, dir_fd: int | None = None)
     copy-on-write, so writes to either file never reach the other) where the file system
     offers it, else the kernel's copy_file_range, else a plain streamed copy.  Never a link
     that writes through."""
-    target = Path(target)
     size = os.fstat(source_fd).st_size
-    fd, tmp_name = create_temp_beside(target, ".part", dir_fd=dir_fd)
-    try:
-        try:
-            if not _reflink(source_fd, fd):
-                _kernel_copy(source_fd, fd, size)
-        finally:
-            os.close(fd)
-        if dir_fd is None:
-            os.replace(tmp_name, target)
-        else:
-            os.replace(tmp_name, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        _unlink_quietly(tmp_name, dir_fd)
-        raise
+
+    def fill(fd: int) -> None:
+        if not _reflink(source_fd, fd):
+            _kernel_copy(source_fd, fd, size)
+
+    _replace_with(Path(target), ".part", 0o666, dir_fd, fill)
     return size
 
 
