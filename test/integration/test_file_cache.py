@@ -94,14 +94,7 @@ def test_reference_client_jobs_share_a_large_input_uploaded_once(server: PulsarS
     input_path = work / "dataset_1.dat"
     expected = large_file(input_path)
     spec = [{"job_id": "refcache1"}, {"job_id": "refcache2", "after": 'echo tampered >> "$INPUT"'}]
-    result_path = tmp_path / "result.json"
-    run = subprocess.run(
-        [str(reference_bin("galaxy-lib-0.15.16", "python")), str(SCRIPT), server.url, str(server.token), str(work),
-         str(result_path), str(input_path), json.dumps(spec)],
-        capture_output=True, text=True, cwd=tmp_path, env=reference_env(), timeout=600,
-    )
-    assert run.returncode == 0 and result_path.exists(), f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
-    results = json.loads(result_path.read_text())
+    results = run_reference_jobs(server, tmp_path, input_path, spec)
     for job_id in ("refcache1", "refcache2"):
         job = results[job_id]
         assert "error" not in job, f"{job.get('error')}\n{server.log_text()[-3000:]}"
@@ -114,6 +107,38 @@ def test_reference_client_jobs_share_a_large_input_uploaded_once(server: PulsarS
     assert len(uploads) == 2 and all("cache_token=" in line for line in uploads), uploads
     assert entries(tmp_path) == [expected]
     assert sha256_of(tmp_path / "cache" / "entries" / expected) == expected  # the job's write stayed its own
+
+
+@pytest.mark.reference
+def test_reference_client_with_a_file_changed_at_the_same_path_gets_the_cached_one(server: PulsarServer,
+                                                                                    tmp_path: Path) -> None:
+    """What the README says: the reference client names a file by its path only, so a file
+    rewritten in place is served from the cache (as by the reference server); our client
+    sends size and mtime and uploads it again (test/client/test_input_cache.py)."""
+    work = tmp_path / "client"
+    work.mkdir()
+    input_path = work / "dataset_1.dat"
+    input_path.write_bytes(b"first version\n")
+    first = hashlib.sha256(input_path.read_bytes()).hexdigest()
+    # split in two so the client's path rewriting does not turn it into the job's copy
+    rewrite = f"printf 'second version, longer\\n' > '{input_path.parent}/dataset_1''.dat'"
+    spec = [{"job_id": "refstale1", "after": rewrite}, {"job_id": "refstale2"}]
+    results = run_reference_jobs(server, tmp_path, input_path, spec)
+    assert input_path.read_bytes() == b"second version, longer\n"  # the first job's tool rewrote it (shared disk)
+    assert [results[job]["output"] for job in ("refstale1", "refstale2")] == [first, first]
+    assert len(access_lines(server, "POST", "/cache")) == 1
+
+
+def run_reference_jobs(server: PulsarServer, tmp_path: Path, input_path: Path, spec: list[dict[str, str]]) -> Any:
+    """reference_cache_jobs.py under the reference client 0.15.16; its results by job id."""
+    result_path = tmp_path / "result.json"
+    run = subprocess.run(
+        [str(reference_bin("galaxy-lib-0.15.16", "python")), str(SCRIPT), server.url, str(server.token),
+         str(input_path.parent), str(result_path), str(input_path), json.dumps(spec)],
+        capture_output=True, text=True, cwd=tmp_path, env=reference_env(), timeout=600,
+    )
+    assert run.returncode == 0 and result_path.exists(), f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    return json.loads(result_path.read_text())
 
 
 # -- the wire protocol -------------------------------------------------------------------
