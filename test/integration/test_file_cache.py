@@ -110,11 +110,13 @@ def test_reference_client_jobs_share_a_large_input_uploaded_once(server: PulsarS
 
 
 @pytest.mark.reference
+@pytest.mark.parametrize("client", ["galaxy-lib-0.15.16", "galaxy-lib-0.16.0"])
 def test_reference_client_with_a_file_changed_at_the_same_path_gets_the_cached_one(server: PulsarServer,
-                                                                                    tmp_path: Path) -> None:
+                                                                                    tmp_path: Path, client: str) -> None:
     """What the README says: the reference client names a file by its path only, so a file
     rewritten in place is served from the cache (as by the reference server); our client
-    sends size and mtime and uploads it again (test/client/test_input_cache.py)."""
+    sends size and mtime and uploads it again (test/client/test_input_cache.py).  Both
+    reference client versions use our routes."""
     work = tmp_path / "client"
     work.mkdir()
     input_path = work / "dataset_1.dat"
@@ -123,17 +125,18 @@ def test_reference_client_with_a_file_changed_at_the_same_path_gets_the_cached_o
     # split in two so the client's path rewriting does not turn it into the job's copy
     rewrite = f"printf 'second version, longer\\n' > '{input_path.parent}/dataset_1''.dat'"
     spec = [{"job_id": "refstale1", "after": rewrite}, {"job_id": "refstale2"}]
-    results = run_reference_jobs(server, tmp_path, input_path, spec)
+    results = run_reference_jobs(server, tmp_path, input_path, spec, client)
     assert input_path.read_bytes() == b"second version, longer\n"  # the first job's tool rewrote it (shared disk)
     assert [results[job]["output"] for job in ("refstale1", "refstale2")] == [first, first]
     assert len(access_lines(server, "POST", "/cache")) == 1
 
 
-def run_reference_jobs(server: PulsarServer, tmp_path: Path, input_path: Path, spec: list[dict[str, str]]) -> Any:
-    """reference_cache_jobs.py under the reference client 0.15.16; its results by job id."""
+def run_reference_jobs(server: PulsarServer, tmp_path: Path, input_path: Path, spec: list[dict[str, str]],
+                       client: str = "galaxy-lib-0.15.16") -> Any:
+    """reference_cache_jobs.py under a reference client; its results by job id."""
     result_path = tmp_path / "result.json"
     run = subprocess.run(
-        [str(reference_bin("galaxy-lib-0.15.16", "python")), str(SCRIPT), server.url, str(server.token),
+        [str(reference_bin(client, "python")), str(SCRIPT), server.url, str(server.token),
          str(input_path.parent), str(result_path), str(input_path), json.dumps(spec)],
         capture_output=True, text=True, cwd=tmp_path, env=reference_env(), timeout=600,
     )
