@@ -85,6 +85,12 @@ ROWS: list[Row | str] = [
     Row("persisted.restart_s", "restart with N persisted jobs", "s", False, None, 2),
     Row("persisted.status_p50_ms", "status request p50", "ms", False),
     Row("persisted.status_p99_ms", "status request p99", "ms", False, None, 10),
+    "input cache: N jobs sharing one input (ours: our client + server; reference: its client + server, both "
+    "with their cache)",
+    Row("cache.uncached.wire_MB", "ours without the cache: bytes on the wire", "MB", False, compare=False),
+    Row("cache.uncached.wall_s", "ours without the cache: wall time", "s", False, compare=False),
+    Row("cache.cached.wire_MB", "with the cache: bytes on the wire", "MB", False),
+    Row("cache.cached.wall_s", "with the cache: wall time", "s", False),
     "message queue (same RabbitMQ; each server with its own client, driven like Galaxy's PulsarMQJobRunner)",
     Row("mq.exit.exit_to_update_p50_ms", "MQ job exit -> client has terminal update, p50", "ms", False,
         None, 50),

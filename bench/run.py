@@ -41,10 +41,10 @@ from bench.mq_servers import DEFAULT_AMQP_URL  # noqa: E402
 from bench.scraper import Scraper  # noqa: E402
 from bench.servers import OurServer, ReferenceServer, ServerSet  # noqa: E402
 from bench.summary import row_notes, summarise  # noqa: E402
-from bench.workloads import ceilings, integrity, jobs, persisted, transfer  # noqa: E402
+from bench.workloads import ceilings, integrity, jobs, persisted, shared_input, transfer  # noqa: E402
 
 MIB = 1024 * 1024
-WORKLOADS = ("ceilings", "transfer", "jobs", "exit", "persisted", "mq")
+WORKLOADS = ("ceilings", "transfer", "jobs", "exit", "persisted", "mq", "cache")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mq-exit-jobs", type=int, help="jobs for MQ exit->update (default 40, quick 10)")
     parser.add_argument("--mq-outage-jobs", type=int, help="jobs whose updates wait out the broker outage "
                                                            "(default 1000, quick 100)")
+    parser.add_argument("--cache-mib", type=int, help="size of the input the cache workload's jobs share "
+                                                      "(default 512, quick 64)")
+    parser.add_argument("--cache-jobs", type=int, default=20, help="jobs sharing that input (default 20)")
     parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL, help=f"broker (default {DEFAULT_AMQP_URL})")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, help="run only these workloads")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference server and client")
@@ -89,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.mq_jobs = args.mq_jobs or (20 if quick else 200)
     args.mq_exit_jobs = args.mq_exit_jobs or (10 if quick else 40)
     args.mq_outage_jobs = args.mq_outage_jobs or (100 if quick else 1000)
+    args.cache_size = (args.cache_mib or (64 if quick else 512)) * MIB
     args.only = set(args.only or WORKLOADS)
     args.our_options = {}
     for item in args.our_option:
@@ -318,6 +322,47 @@ class Run:
                      f"status p99 {result['status_p99_ms']:.1f} ms, wrong {result['status_wrong']}")
             shutil.rmtree(server.root, ignore_errors=True)
 
+    def run_cache(self) -> None:
+        """20 jobs sharing one input: our client and server without and with the input cache,
+        and the reference client and server with theirs; each server fresh, cache empty."""
+        input_path = self.client_dir / "shared-input.dat"
+        self.log(f"writing {self.args.cache_size // MIB} MiB of random input")
+        transfer.make_input(input_path, self.args.cache_size)
+        out = self.raw.setdefault("cache", {})
+        combos: list[tuple[str, bool, Callable[[Path], Any], ClientKind | None]] = [
+            ("uncached", False, lambda root: OurServer(root, self.args.our_options), self.ours_client),
+            ("ours", True, lambda root: OurServer(root, {"file_cache_dir": str(root / "file_cache"),
+                                                         **self.args.our_options}), self.ours_client),
+        ]
+        if self.with_reference():
+            app_venv, client_venv = reference_venvs(self.notes)
+            combos.append(("reference", True, lambda root: ReferenceServer(
+                root, app_venv, {"file_cache_dir": str(root / "file_cache")}), reference_client(client_venv)))
+        for repeat in range(self.args.repeats):
+            for name, cache, factory, client in combos:
+                assert client is not None
+                root = self.workdir / f"cache-{name}-{repeat}"
+                (root / "file_cache").mkdir(parents=True)  # the reference needs it to exist
+                server = self.servers.add(factory(root))
+                server.start()
+                self.log(f"{self.args.cache_jobs} jobs sharing {self.args.cache_size // MIB} MiB, {name} "
+                         f"(server {server.kind}, client {client.name}, cache {'on' if cache else 'off'}), "
+                         f"repeat {repeat + 1}")
+                try:
+                    result = shared_input.run_shared_input(server, client, input_path, self.args.cache_jobs, cache,
+                                                           self.client_dir, self.new_prefix())
+                except Exception as exc:
+                    self.errors[f"cache.{name}"] = f"{type(exc).__name__}: {exc}"
+                    self.log(f"  FAILED: {exc}")
+                    continue
+                finally:
+                    server.stop()
+                    shutil.rmtree(root, ignore_errors=True)
+                out.setdefault(name, []).append(result)
+                self.log(f"  {result['wire_MB']:,.1f} MB on the wire, {result['wall_s']:.1f} s, "
+                         f"{result['failed']} failed")
+        input_path.unlink()
+
     def execute(self) -> None:
         only = self.args.only
         if "ceilings" in only:
@@ -337,6 +382,8 @@ class Run:
             self.guarded("persisted", self.run_persisted)
         if "mq" in only:
             self.guarded("mq", lambda: mq.run_section(self))
+        if "cache" in only:
+            self.guarded("cache", self.run_cache)
 
 
 def stop_on_signals() -> None:
@@ -359,6 +406,8 @@ def run_meta(args: argparse.Namespace, started: datetime.datetime) -> dict[str, 
         "transfer_bytes": args.size,
         "trivial_jobs": args.jobs,
         "poll_interval_s": args.poll_interval,
+        "cache_input_bytes": getattr(args, "cache_size", None),
+        "cache_jobs": getattr(args, "cache_jobs", None),
     }
 
 
@@ -447,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         print("message queue: broker {}:{}; {} trivial jobs, {} exit jobs, {} outage jobs; ours and reference both "
               "pulsar-main, each driven by its own client library".format(*mq.broker_address(args.amqp_url), args.mq_jobs,
                                                                         args.mq_exit_jobs, args.mq_outage_jobs))
+    if "cache" in args.only:
+        print(f"input cache: {args.cache_jobs} jobs sharing one {args.cache_size // MIB} MiB input, "
+              f"{shared_input.CONCURRENCY} at a time; wire = HTTP bytes the client sent + received")
     print("gain = how many times better we are (us/ref for rates, ref/us for times and sizes); MB = 10^6 bytes")
     print()
     print(report.render(summary, notes))

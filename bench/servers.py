@@ -172,13 +172,14 @@ class OurServer(BenchServer):
 class ReferenceServer(BenchServer):
     kind = "reference"
 
-    def __init__(self, root: Path, venv: Path):
+    def __init__(self, root: Path, venv: Path, extra_options: dict | None = None):
         self.venv = venv
+        self.extra_options = dict(extra_options or {})
         super().__init__(root)
 
     def write_config(self) -> None:
         options = self.app_options()
-        options.update({"conda_auto_init": False, "conda_auto_install": False})
+        options.update({"conda_auto_init": False, "conda_auto_install": False, **self.extra_options})
         (self.config_dir / "app.yml").write_text(yaml.safe_dump(options, sort_keys=True))
         (self.config_dir / "server.ini").write_text(
             "[server:main]\nhost = 127.0.0.1\n"

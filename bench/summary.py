@@ -40,6 +40,11 @@ def summarise(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for side, result in raw.get("persisted", {}).items():
         for field in ("empty_start_s", "restart_s", "status_p50_ms", "status_p99_ms"):
             put(f"persisted.{field}", side, [result[field]])
+    cache = raw.get("cache", {})
+    for field in ("wire_MB", "wall_s"):
+        for combo, side in (("ours", "ours"), ("reference", "reference")):
+            put(f"cache.cached.{field}", side, [r[field] for r in cache.get(combo, [])])
+        put(f"cache.uncached.{field}", "ours", [r[field] for r in cache.get("uncached", [])])
     mq.summarise(raw, put)
     return summary
 
@@ -67,6 +72,11 @@ def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
             notes.setdefault("persisted.restart_s", "")
             notes["persisted.restart_s"] += (f"{side}: probe job reported {result['probe_status']!r}, "
                                              f"{result['status_wrong']} status answers not 'complete'. ")
+    for combo, results in raw.get("cache", {}).items():
+        failed = sum(r["failed"] for r in results)
+        if failed:
+            metric = "cache.uncached.wall_s" if combo == "uncached" else "cache.cached.wall_s"
+            notes[metric] = f"{combo}: {failed} job(s) failed, e.g. {results[0]['problems'][:1]}"
     if any(not r["ok"] for r in raw.get("digest", [])):
         notes["digest.download_digest_first_MBps"] = "Repr-Digest missing or wrong (or sent unasked)"
     for name, message in errors.items():
@@ -79,6 +89,8 @@ def row_notes(raw: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
             metric = "exit.exit_to_complete_p50_ms"
         elif name.startswith("persisted."):
             metric = "persisted.restart_s"
+        elif name.startswith("cache"):
+            metric = "cache.uncached.wall_s" if name == "cache.uncached" else "cache.cached.wall_s"
         if metric:
             notes[metric] = (notes.get(metric, "") + f" {name} ERROR {message[:300]}").strip()
     notes.update(mq.notes(raw, errors))

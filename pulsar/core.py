@@ -19,6 +19,7 @@ from pulsar import __version__, protocol
 from pulsar.errors import ConfigurationError, NotFound
 from pulsar.jobs.authorization import build_user_auth
 from pulsar.jobs.dependencies import build_resolver
+from pulsar.jobs.file_cache import FileCache
 from pulsar.jobs.metrics import build_instrumenter
 from pulsar.jobs.script import ScriptOptions
 from pulsar.jobs.service import JobService
@@ -143,6 +144,12 @@ class PulsarApp:
         )
         ssh = SshSettings.from_options(options, self.persistence_directory)  # scp/rsync host keys
         self.services: dict[str, JobService] = {}
+        #: The input file cache (`file_cache_dir`), shared by every manager; None: the /cache
+        #: routes answer 501.
+        self.file_cache: FileCache | None = None
+        if options.get("file_cache_dir"):
+            self.file_cache = FileCache(Path(os.path.abspath(str(options["file_cache_dir"]))),
+                                        options.get("file_cache_max_size"), self._job_holds_inputs)
         #: The environment every job inherits: the server's, minus the token and secret-looking
         #: names (`withheld_environment`); captured once, its withheld names logged once.
         self.job_environment = JobEnvironment.from_options(options)
@@ -181,6 +188,10 @@ class PulsarApp:
         except BaseException:
             self.shutdown()
             raise
+
+    def _job_holds_inputs(self, manager_name: str, job_id: str) -> bool:
+        service = self.services.get(manager_name)
+        return service is not None and service.holds_inputs(job_id)
 
     def service(self, name: str | None) -> JobService:
         key = name or protocol.DEFAULT_MANAGER_NAME

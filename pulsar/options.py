@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +139,19 @@ def file_mode(value: Any) -> int:
     if not 0 <= mode <= 0o7777:
         raise ValueError(f"mode {value!r} is outside 0000-7777")
     return mode
+
+
+_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def byte_size(value: Any) -> int:
+    """A size in bytes: an integer, or a number with K, M, G or T (binary units, optional B/iB)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]+)\s*([KMGT]?)(?:i?B)?\s*", value, re.IGNORECASE)
+        if match is None:
+            raise ValueError(f"expected a size such as 500000000, 512M or 10G, got {value!r}")
+        value = int(match.group(1)) * _BYTE_UNITS[match.group(2).upper()]
+    return _as_int(value, 1)
 
 
 def non_empty_string(value: Any) -> str:
@@ -285,7 +299,6 @@ _S_MQ = "Message queue"
 _S_FRAMEWORK = "Set by the launchers"
 _S_REFUSED = "Reference options this Pulsar refuses"
 
-_NOT_CACHE = "the input file cache (/cache routes) is not supported by this Pulsar yet"
 _NO_RELAY = "pulsar-relay is not supported by this Pulsar; use message_queue_url with an AMQP broker"
 _NO_OBJECT_STORE = "the object-store routes are not supported by this Pulsar (Galaxy 26.1 does not use them)"
 
@@ -303,6 +316,12 @@ OPTIONS: tuple[Option, ...] = (
            default="files/staging", directory=True),
     Option("persistence_directory", "directory", "The server's own state (active jobs, message-queue outbox); "
            "__none__ disables it.", _S_WHERE, APP, default="files/persisted_data", directory=True),
+    Option("file_cache_dir", "directory", "Input file cache (the /cache routes): inputs many jobs share are "
+           "uploaded once, kept by content sha256, and copied (reflinked where possible) into each job; unset: "
+           "the /cache routes answer 501.", _S_WHERE, APP, directory=True),
+    Option("file_cache_max_size", "bytes (int, or with K/M/G/T)", "Bound of the input file cache: least recently "
+           "used entries no queued or running job holds are evicted; unset: no bound.", _S_WHERE, APP,
+           parse=byte_size),
     Option("job_directory_mode", "octal string", "Mode of the directories created for jobs.", _S_WHERE, BOTH,
            parse=file_mode),
     # Jobs
@@ -437,7 +456,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("job_managers_config", "file", "Legacy INI file of [manager:NAME] sections.", _S_REFUSED, APP,
            refused="the legacy INI manager file is not supported by this Pulsar; move its sections under "
                    "managers: in app.yml"),
-    Option("file_cache_dir", "directory", "Input file cache.", _S_REFUSED, APP, refused=_NOT_CACHE),
     Option("min_polling_interval", "seconds", "The reference's status sweep period.", _S_REFUSED, BOTH,
            refused="not supported: this Pulsar has no status sweep (managers report changes as they "
                    "happen); a manager's poll_interval sets how often a scheduler is asked"),

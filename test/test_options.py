@@ -81,8 +81,8 @@ def test_a_reference_key_we_do_not_implement_stops_the_start(tmp_path: Path, key
 
 
 def test_a_refused_key_from_the_environment_names_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="PULSAR_CONFIG_OVERRIDE_FILE_CACHE_DIR: file_cache_dir: .*not supported"):
-        load_config(config_dir=tmp_path, environ={"PULSAR_CONFIG_OVERRIDE_FILE_CACHE_DIR": "/cache"})
+    with pytest.raises(ConfigurationError, match="PULSAR_CONFIG_OVERRIDE_SENTRY_DSN: sentry_dsn: .*not supported"):
+        load_config(config_dir=tmp_path, environ={"PULSAR_CONFIG_OVERRIDE_SENTRY_DSN": "https://x"})
 
 
 def test_environment_values_go_through_the_schema(tmp_path: Path) -> None:

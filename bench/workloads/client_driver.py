@@ -17,6 +17,9 @@ Modes:
   poll, full status, download, clean) with C threads; reports per-job latencies.
 * `exit_latency`: K jobs in sequence whose last act is writing `date +%s.%N`; the client
   polls status every `poll_interval` and reports "saw complete" minus that timestamp.
+* `shared_input`: N jobs, C at a time, all reading one big input, with the client manager's
+  input cache on or off (`cache`); reports the window and the HTTP bytes this process sent
+  and received (counted in its sockets, so both client libraries are measured alike).
 """
 
 from __future__ import annotations
@@ -100,6 +103,14 @@ def remote_dirs(config: dict) -> dict:
         "metadata": config["metadata_directory"],
         "configs": config["configs_directory"],
     }
+
+
+def set_up(manager, spec: dict, job_id: str, tool_id: str):
+    """A client for the job and its setup: (client, local dirs, setup config, remote dirs)."""
+    client = make_client(manager, spec, job_id)
+    local = local_job_dirs(spec["workdir"], job_id)
+    config = client.setup(tool_id, "1.0", False)
+    return client, local, config, remote_dirs(config)
 
 
 def wait_terminal(client, poll_interval: float, timeout: float = 600.0) -> str:
@@ -297,10 +308,7 @@ def run_exit_latency(spec: dict) -> dict:
     problems = []
     for index in range(spec["count"]):
         job_id = f"{spec['id_prefix']}{index}"
-        client = make_client(manager, spec, job_id)
-        local = local_job_dirs(spec["workdir"], job_id)
-        config = client.setup("bench_exit", "1.0", False)
-        remote = remote_dirs(config)
+        client, local, config, remote = set_up(manager, spec, job_id, "bench_exit")
         stamp = os.path.join(remote["job"], "bench_exit_ts")
         command = f"sleep {spec['job_sleep']}; date +%s.%N > {stamp}"
         description, _outputs = describe(command, local, [], [])
@@ -311,7 +319,87 @@ def run_exit_latency(spec: dict) -> dict:
     return {"latencies": latencies, "problems": problems[:5], "failed": len(problems)}
 
 
-MODES = {"transfer": run_transfer, "jobs": run_jobs, "exit_latency": run_exit_latency}
+class SocketBytes:
+    """Bytes through every TCP socket this process opens from now on (HTTP heads and bodies,
+    both directions): `socket.socket` is replaced by a subclass counting `send*`/`recv*`,
+    which is what `socket.create_connection` (so http.client, so both clients) builds."""
+
+    def __init__(self):
+        import socket
+
+        self.sent = 0
+        self.received = 0
+        lock = threading.Lock()
+        counter = self
+
+        def count(attribute, amount):
+            with lock:
+                setattr(counter, attribute, getattr(counter, attribute) + amount)
+
+        class CountingSocket(socket.socket):
+            def send(self, data, *args):
+                sent = super().send(data, *args)
+                count("sent", sent)
+                return sent
+
+            def sendall(self, data, *args):
+                result = super().sendall(data, *args)
+                count("sent", memoryview(data).nbytes)
+                return result
+
+            def sendfile(self, file, offset=0, count_=None):
+                sent = super().sendfile(file, offset, count_)
+                count("sent", sent)
+                return sent
+
+            def recv(self, size, *args):
+                data = super().recv(size, *args)
+                count("received", len(data))
+                return data
+
+            def recv_into(self, buffer, *args):
+                received = super().recv_into(buffer, *args)
+                count("received", received)
+                return received
+
+        socket.socket = CountingSocket
+
+
+def run_shared_input(spec: dict) -> dict:
+    counter = SocketBytes()
+    manager = build_client_manager(manager=None, cache=bool(spec["cache"]), transport=None,
+                                   persistence_directory=None)
+    input_path = spec["input_path"]
+    size = os.path.getsize(input_path)
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def one(job_id: str) -> None:
+        try:
+            client, local, config, remote = set_up(manager, spec, job_id, "bench_shared")
+            output_path = os.path.join(local["outputs"], "size.txt")
+            command = f"wc -c < {remote['inputs']}/{os.path.basename(input_path)} > {remote['outputs']}/size.txt"
+            description, client_outputs = describe(command, local, [output_path], [input_path])
+            submit_job(client, description, config)
+            status = wait_terminal(client, spec["poll_interval"])
+            _full, failures = finish(client, client_outputs, "always")
+            with open(output_path) as handle:
+                seen = handle.read().strip()
+            if status != "complete" or failures or seen != str(size):
+                raise RuntimeError(f"{status}, {failures[:1]}, input seen as {seen!r} bytes of {size}")
+        except Exception as exc:
+            with lock:
+                problems.append(f"{job_id}: {exc!r}"[:300])
+
+    ids = [f"{spec['id_prefix']}{i}" for i in range(spec["count"])]
+    start, end, client_cpu = run_concurrently(one, ids, spec["concurrency"])
+    manager.shutdown()
+    return {"window": [start, end], "client_cpu_s": client_cpu, "sent": counter.sent,
+            "received": counter.received, "failed": len(problems), "problems": problems[:3]}
+
+
+MODES = {"transfer": run_transfer, "jobs": run_jobs, "exit_latency": run_exit_latency,
+         "shared_input": run_shared_input}
 
 
 def main() -> int:

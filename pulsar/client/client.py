@@ -17,6 +17,7 @@ from pulsar import protocol
 from pulsar.client.destination import submit_params
 from pulsar.client.exceptions import PulsarClientError
 from pulsar.client.http_api import HttpApi
+from pulsar.client.input_cache import InputCacher
 from pulsar.client.setup_handler import local_setup
 from pulsar.shared import actions
 from pulsar.shared.action_mapper import FileActionMapper
@@ -85,9 +86,13 @@ def _json(value: Any) -> str:
 class JobClient(BaseJobClient):
     """A job on a Pulsar server reached through `HttpApi` (any transport)."""
 
-    def __init__(self, destination_params: Mapping[str, Any], job_id: str, api: HttpApi):
+    def __init__(self, destination_params: Mapping[str, Any], job_id: str, api: HttpApi,
+                 cacher: InputCacher | None = None):
         super().__init__(destination_params, job_id)
         self.api = api
+        #: Set when the client manager caches inputs: files (not in-memory contents) then
+        #: go through the server's file cache.
+        self.cacher = cacher
 
     def _job(self, suffix: str = "") -> str:
         return f"jobs/{self.job_id}{suffix}"
@@ -133,8 +138,12 @@ class JobClient(BaseJobClient):
             return remote
         if action_type not in (actions.TRANSFER, actions.MESSAGE):
             raise PulsarClientError(f"put_file cannot perform action {action_type!r}")
-        reply = self.api.upload(self._job("/files"), self._params(name=name, type=input_type),
-                                file_path=path if contents is None else None, contents=contents)
+        params = self._params(name=name, type=input_type)
+        if self.cacher is not None and contents is None and path is not None:
+            reply = self.cacher.put_file(self.api, self._job("/files"), params, path)
+        else:
+            reply = self.api.upload(self._job("/files"), params, file_path=path if contents is None else None,
+                                    contents=contents)
         return str(reply["path"]) if isinstance(reply, Mapping) and "path" in reply else ""
 
     def fetch_output(self, path: str, name: str | None = None, working_directory: str | None = None,

@@ -12,13 +12,13 @@ optional kombu dependency, imported only then).  Not implemented, and refused wi
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping, overload
 
 from pulsar.client.client import JobClient
 from pulsar.client.destination import base_url, url_to_destination_params
 from pulsar.client.exceptions import UnsupportedClientMode
 from pulsar.client.http_api import HttpApi, RetryPolicy
+from pulsar.client.input_cache import InputCacher, cache_enabled
 from pulsar.client.mq_manager import MessageQueueClientManager
 from pulsar.client.transport import Transport, WsgiTransport, get_transport
 
@@ -34,8 +34,11 @@ class ClientManager:
     def __init__(self, transport: str | Transport | None = None, pulsar_app: Any = None, cache: Any = None,
                  retry: RetryPolicy | None = None, **kwds: Any):
         transport_options = {k[len(TRANSPORT_PREFIX):]: v for k, v in kwds.items() if k.startswith(TRANSPORT_PREFIX)}
-        if cache or (cache is None and os.environ.get("PULSAR_CACHE_TRANSFERS", "0") not in ("", "0")):
-            log.warning("input caching (cache / PULSAR_CACHE_TRANSFERS) is not implemented; transfers are not cached")
+        #: The input-cache threads when caching is on (`cache`, else PULSAR_CACHE_TRANSFERS).
+        self.cacher: InputCacher | None = None
+        if cache_enabled(cache):
+            log.info("pulsar client: inputs go through the server's file cache")
+            self.cacher = InputCacher(kwds.get("transfer_threads"))
         self.pulsar_app = pulsar_app
         self.retry = retry or RetryPolicy()
         if pulsar_app is not None:
@@ -67,10 +70,12 @@ class ClientManager:
                     f"destination parameter {key!r} selects co-execution, which this pulsar.client does not implement"
                 )
         api = HttpApi(base_url(url_params), self.transport, private_token=token, retry=self.retry)
-        return JobClient(params, str(job_id), api)
+        return JobClient(params, str(job_id), api, cacher=self.cacher)
 
     def shutdown(self, ensure_cleanup: bool = False) -> None:
-        """Nothing to stop: HTTP clients own no threads."""
+        """Stop the input-cache threads, if any (HTTP clients own no others)."""
+        if self.cacher is not None:
+            self.cacher.shutdown()
 
 
 _RelayArgs = str | None  # the relay_* parameters (refused; kept for Galaxy's signature)

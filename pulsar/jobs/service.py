@@ -23,6 +23,7 @@ from pulsar.errors import InvalidArgument, NotFound, Refused
 from pulsar.jobs import status as status_doc
 from pulsar.jobs.directory import JobDirectory, parse_path_type, remove_stale_temp_files
 from pulsar.jobs.events import Announcer, Listener
+from pulsar.jobs.file_cache import FileCache
 from pulsar.jobs.ids import assign_job_id, validate_job_id
 from pulsar.jobs.script import launch_spec, prepare_run_directories, write_job_script
 from pulsar.jobs.settings import ServiceSettings
@@ -129,6 +130,25 @@ class JobService:
         target, result = directory.receive(kind, name or "", body, content_length, fsync=self.settings.fsync_uploads)
         self._documents.forget(job_id)
         return target, result
+
+    def place_cached(self, job_id: str, path_type: str | None, name: str | None, cache: FileCache,
+                     token: str) -> tuple[Path, StreamResult]:
+        """An upload whose content comes from the file cache (`cache_token`): the job gets its
+        own copy of the entry (see `pulsar.jobs.file_cache`), and holds the entry while active."""
+        directory = self._set_up_directory(job_id)
+        kind = parse_path_type(path_type, PathType.INPUT)
+        with directory.writable(kind, name or "") as (fd, leaf, path):
+            result = cache.place(token, fd, leaf, (self.name, job_id))
+        self._documents.forget(job_id)
+        return path, result
+
+    def holds_inputs(self, job_id: str) -> bool:
+        """True while the job may still read its inputs: set up and not yet submitted, or
+        queued, running, staging.  False once it ended or was cleaned."""
+        record = self.table.get(job_id)
+        if record is None:
+            return self._directory(job_id).exists()
+        return not record.state.terminal
 
     def file_path(self, job_id: str, path_type: str | None, name: str | None) -> Path:
         kind = parse_path_type(path_type, PathType.INPUT)

@@ -6,6 +6,8 @@ reader sees either the old content or the complete new content, never a partial 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import itertools
 import json
@@ -70,13 +72,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mod
 
     With `dir_fd`, `path` is a name in that directory; a symlink planted under the name is
     replaced, never written through."""
-    path = Path(path)
-    fd, tmp_name = create_temp_beside(path, ".tmp", 0o666 if mode is None else mode, dir_fd=dir_fd)
+
+    def fill(fd: int) -> None:
+        _write_all(fd, memoryview(data))
+        if fsync:
+            os.fsync(fd)
+
+    _replace_with(Path(path), ".tmp", 0o666 if mode is None else mode, dir_fd, fill)
+
+
+def _replace_with(path: Path, suffix: str, mode: int, dir_fd: int | None, fill: Callable[[int], None]) -> None:
+    """Create a temp file beside `path`, `fill(fd)` it, rename it onto `path`; on any
+    failure the temp file goes and `path` is untouched."""
+    fd, tmp_name = create_temp_beside(path, suffix, mode, dir_fd=dir_fd)
     try:
         try:
-            _write_all(fd, memoryview(data))
-            if fsync:
-                os.fsync(fd)
+            fill(fd)
         finally:
             os.close(fd)
         if dir_fd is None:
@@ -167,12 +178,13 @@ class PartialFile:
     a symlink planted under the name is replaced rather than written through.
     """
 
-    def __init__(self, target: Path | str, *, fsync: bool = True, suffix: str = ".part", dir_fd: int | None = None):
+    def __init__(self, target: Path | str, *, fsync: bool = True, suffix: str = ".part", dir_fd: int | None = None,
+                 mode: int = 0o666):
         self.target = Path(target)
         self.fsync = fsync
         self._dir_fd = None if dir_fd is None else os.dup(dir_fd)
         try:
-            self._fd, self.temp_name = create_temp_beside(self.target, suffix, dir_fd=self._dir_fd)
+            self._fd, self.temp_name = create_temp_beside(self.target, suffix, mode, dir_fd=self._dir_fd)
         except BaseException:
             self._close_dir()
             raise
@@ -224,6 +236,11 @@ class PartialFile:
     @property
     def sha256(self) -> str:
         return self._digest.hexdigest()
+
+    def flush(self) -> None:
+        """fsync now (a caller that commits under a lock does the slow part first)."""
+        os.fsync(self._fd)
+        self.fsync = False
 
     def commit(self) -> StreamResult:
         """fsync (if asked), close and rename onto the target; the result names the new file."""
@@ -369,6 +386,60 @@ def _pipelined_copy(
         writer.join()
     if errors:
         raise errors[0]
+
+
+def clone_file(source_fd: int, target: Path | str, *, dir_fd: int | None = None) -> int:
+    """Copy the open regular file `source_fd` to `target` (a name in `dir_fd` if given) through
+    a temp file and a rename; return the size.  A reflink (FICLONE: extents shared
+    copy-on-write, so writes to either file never reach the other) where the file system
+    offers it, else the kernel's copy_file_range, else a plain streamed copy.  Never a link
+    that writes through."""
+    size = os.fstat(source_fd).st_size
+
+    def fill(fd: int) -> None:
+        if not _reflink(source_fd, fd):
+            _kernel_copy(source_fd, fd, size)
+
+    _replace_with(Path(target), ".part", 0o666, dir_fd, fill)
+    return size
+
+
+#: ioctl FICLONE (linux/fs.h): make the target share the source's extents copy-on-write.
+_FICLONE = 0x40049409
+
+
+def _reflink(source_fd: int, target_fd: int) -> bool:
+    try:
+        fcntl.ioctl(target_fd, _FICLONE, source_fd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM):
+            return False
+        raise
+    return True
+
+
+def _kernel_copy(source_fd: int, target_fd: int, size: int) -> None:
+    offset = 0
+    try:
+        while offset < size:
+            copied = os.copy_file_range(source_fd, target_fd, size - offset, offset, offset)
+            if copied == 0:
+                break
+            offset += copied
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    if offset < size:  # no in-kernel copy here: stream the rest
+        os.lseek(source_fd, offset, os.SEEK_SET)
+        os.lseek(target_fd, offset, os.SEEK_SET)
+        while True:
+            block = os.read(source_fd, BLOCK_SIZE)
+            if not block:
+                break
+            _write_all(target_fd, memoryview(block))
+            offset += len(block)
+    if offset != size:
+        raise TruncatedStream(size, offset)
 
 
 def sha256_of_file(path: Path | str, block_size: int = BLOCK_SIZE) -> str:

@@ -13,6 +13,7 @@ import time
 from webob import Response
 
 from pulsar.errors import InvalidArgument, NotFound
+from pulsar.jobs.file_cache import CacheDisabled, FileCache, alias_key, check_token
 from pulsar.telemetry import CONTENT_TYPE as METRICS_TYPE
 from pulsar.web.digest_headers import repr_digest, wants_sha256
 from pulsar.web.ranges import RangeNotSatisfiable, entity_tag, settle_range
@@ -41,8 +42,11 @@ def upload(request: Request) -> Response:
     args = request.args
     name = args.required("name")
     path_type = _required_type(request)
-    if args.optional("cache_token"):
-        raise InvalidArgument("cache_token uploads need the file cache, which this server does not provide")
+    token = args.optional("cache_token")
+    if token:  # the body is ignored (the reference client sends none): the file comes from the cache
+        path, result = service.place_cached(args.required("job_id"), path_type, name, _file_cache(request),
+                                            check_token(token))
+        return json_response({"path": str(path), "size": result.size, "sha256": result.sha256})
     length = request.body_length()
     started = time.monotonic()
     path, result = service.upload(args.required("job_id"), path_type, name, request.body, length)
@@ -138,6 +142,46 @@ def download(request: Request) -> Response:
         handle.close()
         raise
     return response
+
+
+def _file_cache(request: Request) -> FileCache:
+    """The app's file cache; 501 `cache_disabled` without `file_cache_dir`.  The manager in
+    the URL is checked first (an unknown one is 404, as on every route)."""
+    request.service()
+    cache = request.app.file_cache
+    if cache is None:
+        raise CacheDisabled("this server has no input file cache (file_cache_dir is not set)")
+    return cache
+
+
+def _cache_alias(request: Request) -> str:
+    """The alias of the client's file: its socket address (not X-Forwarded-For), `path`, and
+    the `size`/`mtime` our client adds so a changed file is uploaded again."""
+    args = request.args
+    return alias_key(str(request.http.remote_addr or ""), args.required("path"), args.optional("size"),
+                     args.optional("mtime"))
+
+
+def cache_status(request: Request) -> Response:
+    """`GET /cache/status?path=`: `{"token": ..., "ready": bool}` (spec 3.10)."""
+    cache = _file_cache(request)
+    return json_response(cache.status(_cache_alias(request)))
+
+
+def cache_claim(request: Request) -> Response:
+    """`PUT /cache?path=`: `true` if the caller should insert the file, else `false`."""
+    cache = _file_cache(request)
+    return json_response(cache.claim(_cache_alias(request)))
+
+
+def cache_insert(request: Request) -> Response:
+    """`POST /cache?path=` with the file as body: `null`, as the reference answers.  Our
+    client may add `sha256`, checked against what arrived."""
+    cache = _file_cache(request)
+    alias = _cache_alias(request)
+    cache.insert(alias, request.body, request.body_length(), expected_sha256=request.args.optional("sha256"),
+                 fsync=request.service().settings.fsync_uploads)
+    return json_response(None)
 
 
 def healthz(request: Request) -> Response:

@@ -7,6 +7,7 @@ from typing import Protocol
 import webob
 
 from pulsar.errors import InvalidArgument, PulsarError
+from pulsar.jobs.file_cache import FileCache
 from pulsar.jobs.service import JobService
 from pulsar.telemetry import ServerMetrics
 from pulsar.util.fileio import Readable
@@ -23,6 +24,8 @@ class PulsarAppLike(Protocol):
     #: read them without the token (`metrics_public`).
     metrics: ServerMetrics
     metrics_public: bool
+    #: The input file cache; None without `file_cache_dir` (the /cache routes answer 501).
+    file_cache: FileCache | None
 
     def service(self, manager_name: str, /) -> JobService:
         """The job service of a manager; `pulsar.errors.NotFound` for an unknown name."""

@@ -43,6 +43,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/jobs/{job_id}/files", handlers.download),
     Route("PUT", "/jobs/{job_id}/cancel", handlers.cancel),
     Route("DELETE", "/jobs/{job_id}", handlers.clean),
+    Route("GET", "/cache/status", handlers.cache_status),
+    Route("PUT", "/cache", handlers.cache_claim),
+    Route("POST", "/cache", handlers.cache_insert),
     Route("GET", "/healthz", handlers.healthz, authenticated=False, polled=True),
     Route("GET", "/metrics", handlers.metrics, polled=True, public_metrics=True),
 )

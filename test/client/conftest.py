@@ -4,6 +4,7 @@ test/support/galaxy_files.py."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import textwrap
 from pathlib import Path
@@ -40,10 +41,17 @@ class ReferenceServer:
 @pytest.fixture(scope="session")
 def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceServer]:
     """The reference `pulsar-app[web]==0.16.0` behind `pulsar-serve` on a free loopback port."""
+    with running_reference_server(tmp_path_factory.mktemp("reference-server")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_reference_server(directory: Path, app_config: str = "") -> Iterator[ReferenceServer]:
+    """Start the reference server in `directory` (`app_config`: extra app.yml lines); kill it
+    and its children on exit."""
     from test.support.reference import reference_venv
 
     venv = reference_venv("app-0.16.0")
-    directory = tmp_path_factory.mktemp("reference-server")
     port = free_port()
     (directory / "server.ini").write_text(textwrap.dedent(f"""\
         [server:main]
@@ -57,7 +65,7 @@ def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refer
         private_token: {REFERENCE_TOKEN}
         staging_directory: {directory / 'staging'}
         persistence_directory: {directory / 'persisted'}
-        """))
+        """) + app_config)
     log_path = directory / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(venv / "bin" / "pulsar-serve"), str(directory / "server.ini")],

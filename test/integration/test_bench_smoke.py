@@ -27,6 +27,7 @@ def test_quick_bench_prints_ratios_against_the_reference(tmp_path: Path) -> None
         [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--size-mib", "16", "--jobs", "10",
          "--exit-jobs", "5", "--persisted", "200", "--status-requests", "100",
          "--mq-jobs", "8", "--mq-exit-jobs", "3", "--mq-outage-jobs", "20", "--scrape-metrics", "0.5",
+         "--cache-mib", "8", "--cache-jobs", "4",
          "--workdir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results")],
         capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
     )
@@ -37,6 +38,8 @@ def test_quick_bench_prints_ratios_against_the_reference(tmp_path: Path) -> None
     for row, with_reference in (("upload (input) [MB/s]", True), ("download (output) [MB/s]", True),
                                 ("concurrency 8: throughput [jobs/s]", True),
                                 ("restart with N persisted jobs [s]", True),
+                                ("with the cache: bytes on the wire [MB]", True),
+                                ("ours without the cache: bytes on the wire [MB]", False),
                                 ("download + Repr-Digest, computed [MB/s]", False)):
         ours, reference, ratio = rows[row][:3]
         assert ours != "-", f"no figure of ours for {row}"
@@ -56,5 +59,7 @@ def test_quick_bench_prints_ratios_against_the_reference(tmp_path: Path) -> None
         assert any("message-queue section skipped" in note for note in data["notes"])
     assert not data["errors"]
     assert data["raw"]["metrics_scrapes"]["scrapes"] > 0 and not data["raw"]["metrics_scrapes"]["errors"]
+    cache = data["summary"]
+    assert cache["cache.cached.wire_MB"]["ours"] < cache["cache.uncached.wire_MB"]["ours"] / 2  # the input went once
     assert all(run["checksum_ok"] for runs in data["raw"]["transfer"].values() for run in runs)
     assert data["summary"]["transfer.ours.upload_MBps"]["reference"] > 0
