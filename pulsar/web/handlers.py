@@ -12,6 +12,7 @@ import stat
 from webob import Response
 
 from pulsar.errors import InvalidArgument, NotFound
+from pulsar.web import openapi
 from pulsar.web.digest_headers import repr_digest, wants_sha256
 from pulsar.web.ranges import RangeNotSatisfiable, entity_tag, settle_range
 from pulsar.web.request import Request
@@ -139,3 +140,11 @@ def download(request: Request) -> Response:
 def healthz(request: Request) -> Response:
     """`GET /healthz`: no token, no manager lookup, nothing but the version."""
     return json_response({"version": request.app.version})
+
+
+def openapi_description(request: Request) -> Response:
+    """`GET /openapi.json`: the OpenAPI description of this API (`pulsar.web.openapi`).  No
+    token, no manager lookup, like `/healthz`: it is the same for every server of a version
+    (anyone can build it from the source), names no secret, and tools fetch it before they
+    hold a token."""
+    return json_response(openapi.document())
