@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 from pulsar.errors import InvalidArgument
 from pulsar.jobs.directory import JobDirectory
+from pulsar.protocol import PathType
+from pulsar.shared.actions import SERVER_SETUP_ACTIONS, ActionError, FileAction
 
 #: The file in the job directory that holds the accepted request (`SubmitRequest.launch_config`).
 LAUNCH_CONFIG = "launch_config"
@@ -111,6 +113,29 @@ def _json_arg(args: Mapping[str, str], key: str, expected: type | tuple[type, ..
     return value
 
 
+def _check_stage_in(remote_staging: dict[str, Any]) -> dict[str, Any]:
+    """Each `remote_staging.setup` entry must name a target (`type`, `name`) and an action the
+    server can run: checked at submit, so a malformed entry is the client's 400 rather than a
+    job that fails later in staging with a KeyError for a reason."""
+    entries = remote_staging.get("setup")
+    if entries is None:
+        return remote_staging
+    if not isinstance(entries, list):
+        raise InvalidArgument("remote_staging.setup must be a list")
+    for entry in entries:
+        if not (isinstance(entry, dict) and isinstance(entry.get("action"), dict) and isinstance(entry.get("name"), str)):
+            raise InvalidArgument("remote_staging.setup entries must be objects with an 'action' object and a 'name'")
+        try:
+            PathType(entry.get("type"))
+            action_type = FileAction.from_dict(entry["action"]).action_type
+        except (ValueError, ActionError) as exc:
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: {exc}") from None
+        if action_type not in SERVER_SETUP_ACTIONS:
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: action {action_type!r} "
+                                  "cannot be staged by the server")
+    return remote_staging
+
+
 def _check_env(env: list[Any]) -> list[dict[str, Any]]:
     for entry in env:
         if not isinstance(entry, dict):
@@ -191,7 +216,7 @@ def _request_from(values: Mapping[str, Any], *, extras: str) -> SubmitRequest:
         command_line=command_line,
         submit_params=dict(values.get("submit_params") or {}),
         setup_params=dict(values.get("setup_params") or {}),
-        remote_staging=dict(values.get("remote_staging") or {}),
+        remote_staging=_check_stage_in(dict(values.get("remote_staging") or {})),
         env=_check_env(list(values.get("env") or [])),
         dependencies_description=values.get("dependencies_description"),
         dynamic_file_sources=list(sources),

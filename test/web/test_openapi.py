@@ -188,6 +188,8 @@ ERRORS: list[tuple[str, str, str, dict[str, str], dict[str, str], str | None, in
     ("POST", "/jobs/{job_id}/submit", "/jobs/1/submit", {"command_line": "true"}, {}, TOKEN, 404),
     ("POST", "/jobs/{job_id}/submit", "/jobs/1/submit", {"command_line": " "}, {}, TOKEN, 400),
     ("POST", "/jobs/{job_id}/submit", "/jobs/1/submit", {"command_line": "true", "env": "{"}, {}, TOKEN, 400),
+    ("POST", "/jobs/{job_id}/submit", "/jobs/1/submit", {"command_line": "true", "remote_staging": '{"setup": [{}]}'},
+     {}, TOKEN, 400),
     ("GET", "/jobs/{job_id}/status", "/jobs/1/status", {}, {}, TOKEN, 200),  # unknown: lost
     ("GET", "/jobs/{job_id}/files", "/jobs/1/files", {"name": "nope"}, {}, TOKEN, 404),
     ("GET", "/jobs/{job_id}/files", "/jobs/1/files", {"name": "nope", "type": "bad"}, {}, TOKEN, 400),
