@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pulsar.errors import InvalidArgument
-from pulsar.jobs.directory import JobDirectory
-from pulsar.protocol import PathType
-from pulsar.shared.actions import SERVER_SETUP_ACTIONS, ActionError, FileAction
+from pulsar.jobs.directory import JobDirectory, relative_parts
+from pulsar.protocol import NESTED_PATH_TYPES, PathType
+from pulsar.shared.actions import (
+    REMOTE_COPY,
+    SERVER_SETUP_ACTIONS,
+    SSH_ACTIONS,
+    URL_ACTIONS,
+    ActionError,
+    FileAction,
+)
 
 #: The file in the job directory that holds the accepted request (`SubmitRequest.launch_config`).
 LAUNCH_CONFIG = "launch_config"
@@ -126,13 +133,19 @@ def _check_stage_in(remote_staging: dict[str, Any]) -> dict[str, Any]:
         if not (isinstance(entry, dict) and isinstance(entry.get("action"), dict) and isinstance(entry.get("name"), str)):
             raise InvalidArgument("remote_staging.setup entries must be objects with an 'action' object and a 'name'")
         try:
-            PathType(entry.get("type"))
-            action_type = FileAction.from_dict(entry["action"]).action_type
+            path_type = PathType(entry.get("type"))
+            relative_parts(entry["name"], nested=path_type in NESTED_PATH_TYPES)
+            action = FileAction.from_dict(entry["action"])
         except (ValueError, ActionError) as exc:
             raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: {exc}") from None
-        if action_type not in SERVER_SETUP_ACTIONS:
-            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: action {action_type!r} "
+        if action.action_type not in SERVER_SETUP_ACTIONS:
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: action {action.action_type!r} "
                                   "cannot be staged by the server")
+        needed = "url" if action.action_type in URL_ACTIONS else "path" if action.action_type in (
+            REMOTE_COPY, *SSH_ACTIONS) else None
+        if needed and not isinstance(getattr(action, needed), str):
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: a {action.action_type} action "
+                                  f"needs a {needed}")
     return remote_staging
 
 

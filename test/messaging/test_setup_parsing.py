@@ -72,6 +72,16 @@ def test_null_values_mean_absent() -> None:
         ({"job_id": "1", "command_line": "true",
           "remote_staging": {"setup": [{"name": "a", "type": "input", "action": {"action_type": "copy"}}]}},
          "cannot be staged by the server"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a\x00", "type": "input", "action": {"action_type": "message", "contents": "x"}}]}},
+         "NUL or control character"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "../a", "type": "input", "action": {"action_type": "message", "contents": "x"}}]}},
+         "outside its directory"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a", "type": "input", "action": {"action_type": "remote_transfer"}}]}}, "needs a url"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a", "type": "input", "action": {"action_type": "remote_copy", "path": 5}}]}}, "needs a path"),
     ],
 )
 def test_bad_shapes_name_the_key(body: dict[str, Any], message: str) -> None:
