@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from pulsar import __version__, protocol
 from pulsar.jobs.directory import MAX_NAME_LENGTH
 from pulsar.jobs.ids import MAX_JOB_ID_LENGTH
+from pulsar.shared.actions import SERVER_SETUP_ACTIONS
 
 Json = dict[str, Any]
 
@@ -187,6 +188,18 @@ _SCHEMAS: Json = {
     },
 }
 
+#: One file the server fetches itself: where it goes (type, name) and how (a file action).
+_STAGE_IN_ENTRY: Json = {
+    "type": "object",
+    "required": ["action", "name", "type"],
+    "properties": {
+        "action": {"type": "object", "required": ["action_type"],
+                   "properties": {"action_type": {"enum": sorted(SERVER_SETUP_ACTIONS)}}},
+        "name": _STRING,
+        "type": _PATH_TYPE,
+    },
+}
+
 _OK: Json = {
     "description": "Done (the two bytes `OK`).",
     "content": {"text/plain": {"schema": {"const": "OK"}}},
@@ -318,8 +331,9 @@ OPERATIONS: dict[tuple[str | None, str], Operation] = {
             _json_query("setup_params", "Non-empty: the server sets the job up itself first.",
                         {"type": "object", "properties": {
                             "job_id": _STRING, "tool_id": _STRING, "tool_version": _STRING}}),
-            _json_query("remote_staging", "Server-side staging: `setup`, `action_mapper`, `client_outputs`.",
-                        {"type": "object", "properties": {"setup": {"type": "array"},
+            _json_query("remote_staging", "Server-side staging: `setup` (files the server fetches before the "
+                                          "launch), `action_mapper`, `client_outputs` (spec 6.7).",
+                        {"type": "object", "properties": {"setup": {"type": "array", "items": _STAGE_IN_ENTRY},
                                                           "action_mapper": {"type": "object"},
                                                           "client_outputs": {"type": "object"}}}),
             _json_query("env", "Environment entries: `{name, value, raw}`, `{file, raw}` or `{execute}`.",
