@@ -29,7 +29,7 @@ import pytest
 import schemathesis
 
 from pulsar.web import openapi
-from test.support.server import DEFAULT_TOKEN, PulsarServer, start_server
+from test.support.server import DEFAULT_TOKEN, PulsarServer, running_server
 
 #: Examples per operation in the one-operation test, and sequences in the linked one.
 MAX_EXAMPLES = 10
@@ -43,11 +43,8 @@ HARMLESS_COMMAND = "true"
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulsarServer]:
-    server = start_server(tmp_path_factory.mktemp("schemathesis"))
-    try:
+    with running_server(tmp_path_factory.mktemp("schemathesis")) as server:
         yield server
-    finally:
-        server.stop()
     # a fault behind the client's back (a thread that died on what a request left) is a failure too
     faults = [line for line in server.log_text().splitlines() if "Traceback" in line or "unhandled error" in line]
     assert not faults, "\n".join(faults[:20])
