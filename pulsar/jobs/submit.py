@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from pulsar.errors import InvalidArgument
 from pulsar.jobs.directory import JobDirectory, relative_parts
 from pulsar.protocol import NESTED_PATH_TYPES, PathType
+from pulsar.shared.action_mapper import FileActionMapper
 from pulsar.shared.actions import (
     REMOTE_COPY,
     SERVER_SETUP_ACTIONS,
@@ -120,10 +121,24 @@ def _json_arg(args: Mapping[str, str], key: str, expected: type | tuple[type, ..
     return value
 
 
-def _check_stage_in(remote_staging: dict[str, Any]) -> dict[str, Any]:
-    """Each `remote_staging.setup` entry must name a target (`type`, `name`) and an action the
-    server can run: checked at submit, so a malformed entry is the client's 400 rather than a
-    job that fails later in staging with a KeyError for a reason."""
+def _check_remote_staging(remote_staging: dict[str, Any]) -> dict[str, Any]:
+    """What the server stages itself must parse: checked at submit, so a malformed
+    `remote_staging` is the client's 400 rather than a job that fails later in staging with a
+    KeyError or AttributeError for a reason.  `action_mapper` and `client_outputs` are objects
+    and the mapper builds; each `setup` entry names a target (`type`, `name`) and an action the
+    server can run."""
+    for key in ("action_mapper", "client_outputs"):
+        if remote_staging.get(key) is not None and not isinstance(remote_staging[key], dict):
+            raise InvalidArgument(f"remote_staging.{key} must be a JSON object")
+    mapper = remote_staging.get("action_mapper")
+    if mapper:
+        rules = mapper.get("paths")
+        if rules is not None and not (isinstance(rules, list) and all(isinstance(r, dict) for r in rules)):
+            raise InvalidArgument("remote_staging.action_mapper.paths must be a list of objects")
+        try:
+            FileActionMapper.from_dict(mapper)
+        except (ActionError, ValueError, TypeError) as exc:
+            raise InvalidArgument(f"remote_staging.action_mapper: {exc}") from None
     entries = remote_staging.get("setup")
     if entries is None:
         return remote_staging
@@ -229,7 +244,7 @@ def _request_from(values: Mapping[str, Any], *, extras: str) -> SubmitRequest:
         command_line=command_line,
         submit_params=dict(values.get("submit_params") or {}),
         setup_params=dict(values.get("setup_params") or {}),
-        remote_staging=_check_stage_in(dict(values.get("remote_staging") or {})),
+        remote_staging=_check_remote_staging(dict(values.get("remote_staging") or {})),
         env=_check_env(list(values.get("env") or [])),
         dependencies_description=values.get("dependencies_description"),
         dynamic_file_sources=list(sources),
