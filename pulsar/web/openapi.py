@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from pulsar import __version__, protocol
 from pulsar.jobs.directory import MAX_NAME_LENGTH
 from pulsar.jobs.ids import MAX_JOB_ID_LENGTH
-from pulsar.shared.actions import SERVER_SETUP_ACTIONS
+from pulsar.shared.actions import REMOTE_COPY, SERVER_SETUP_ACTIONS, SSH_ACTIONS, URL_ACTIONS
 
 Json = dict[str, Any]
 
@@ -67,6 +67,7 @@ def _header(name: str, description: str) -> Json:
 _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}
 _PATH_TYPE = {"type": "string", "enum": [t.value for t in protocol.PathType]}
+_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH, "pattern": "^[^\\x00-\\x1f]+$"}
 
 # -- components ----------------------------------------------------------------------------
 
@@ -193,9 +194,21 @@ _STAGE_IN_ENTRY: Json = {
     "type": "object",
     "required": ["action", "name", "type"],
     "properties": {
-        "action": {"type": "object", "required": ["action_type"],
-                   "properties": {"action_type": {"enum": sorted(SERVER_SETUP_ACTIONS)}}},
-        "name": _STRING,
+        "action": {
+            "type": "object",
+            "description": "A file action (spec 6): a URL action needs a `url`, a copy, scp or rsync action "
+                           "the client's `path`, a `message` its `contents`.",
+            "required": ["action_type"],
+            "properties": {"action_type": {"enum": sorted(SERVER_SETUP_ACTIONS)}},
+            "anyOf": [
+                {"properties": {"action_type": {"enum": sorted(URL_ACTIONS)}, "url": _STRING}, "required": ["url"]},
+                {"properties": {"action_type": {"enum": sorted({REMOTE_COPY, *SSH_ACTIONS})}, "path": _STRING},
+                 "required": ["path"]},
+                {"properties": {"action_type": {"enum": sorted(SERVER_SETUP_ACTIONS - URL_ACTIONS - SSH_ACTIONS
+                                                               - {REMOTE_COPY})}}},
+            ],
+        },
+        "name": _NAME,
         "type": _PATH_TYPE,
     },
 }
@@ -216,8 +229,7 @@ _PARAMETERS: Json = {
     "name": _query("name", "The file's name, relative to the directory `type` names; for nested types it may "
                            "have sub-directories, for the others only the last component counts.  One that "
                            "climbs out of its directory, or that the file system cannot hold, is a 400.",
-                   required=True, schema={"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
-                                          "pattern": "^[^\\x00-\\x1f]+$"}),
+                   required=True, schema=_NAME),
     "type": _query("type", "Which directory of the job the file belongs in (spec 4.2).", required=True,
                    schema=_PATH_TYPE),
 }
@@ -336,8 +348,15 @@ OPERATIONS: dict[tuple[str | None, str], Operation] = {
                         {"type": "object", "properties": {"setup": {"type": "array", "items": _STAGE_IN_ENTRY},
                                                           "action_mapper": {"type": "object"},
                                                           "client_outputs": {"type": "object"}}}),
-            _json_query("env", "Environment entries: `{name, value, raw}`, `{file, raw}` or `{execute}`.",
-                        {"type": "array", "items": {"type": "object"}}),
+            _json_query("env", "Environment entries: `{name, value, raw}` (exported; double-quoted unless "
+                               "`raw`), `{file, raw}` (sourced) or `{execute}` (a shell line).",
+                        {"type": "array", "items": {"anyOf": [
+                            {"type": "object", "required": ["name"], "properties": {
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                "value": {"type": ["string", "number", "boolean"]}, "raw": {"type": "boolean"}}},
+                            {"type": "object", "required": ["file"], "properties": {"file": _STRING}},
+                            {"type": "object", "required": ["execute"], "properties": {"execute": _STRING}},
+                        ]}}),
             _json_query("submit_extras", "Merged over the other arguments (e.g. `touch_outputs`).",
                         {"type": "object", "properties": {"touch_outputs": _STRINGS}}),
             _json_query("dynamic_file_sources", "Files (e.g. galaxy.json) whose text the final status carries.",
