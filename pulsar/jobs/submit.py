@@ -158,7 +158,7 @@ def _check_remote_staging(remote_staging: dict[str, Any]) -> dict[str, Any]:
                                   "cannot be staged by the server")
         needed = "url" if action.action_type in URL_ACTIONS else "path" if action.action_type in (
             REMOTE_COPY, *SSH_ACTIONS) else None
-        if needed and not isinstance(getattr(action, needed), str):
+        if needed and not (isinstance(getattr(action, needed), str) and getattr(action, needed)):
             raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: a {action.action_type} action "
                                   f"needs a {needed}")
     return remote_staging

@@ -65,6 +65,7 @@ def _header(name: str, description: str) -> Json:
 
 
 _STRING = {"type": "string"}
+_TEXT = {"type": "string", "minLength": 1}
 _STRINGS = {"type": "array", "items": _STRING}
 _PATH_TYPE = {"type": "string", "enum": [t.value for t in protocol.PathType]}
 _NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH, "pattern": "^[^\\x00-\\x1f]+$"}
@@ -201,8 +202,8 @@ _STAGE_IN_ENTRY: Json = {
             "required": ["action_type"],
             "properties": {"action_type": {"enum": sorted(SERVER_SETUP_ACTIONS)}},
             "anyOf": [
-                {"properties": {"action_type": {"enum": sorted(URL_ACTIONS)}, "url": _STRING}, "required": ["url"]},
-                {"properties": {"action_type": {"enum": sorted({REMOTE_COPY, *SSH_ACTIONS})}, "path": _STRING},
+                {"properties": {"action_type": {"enum": sorted(URL_ACTIONS)}, "url": _TEXT}, "required": ["url"]},
+                {"properties": {"action_type": {"enum": sorted({REMOTE_COPY, *SSH_ACTIONS})}, "path": _TEXT},
                  "required": ["path"]},
                 {"properties": {"action_type": {"enum": sorted(SERVER_SETUP_ACTIONS - URL_ACTIONS - SSH_ACTIONS
                                                                - {REMOTE_COPY})}}},

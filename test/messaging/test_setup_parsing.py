@@ -82,6 +82,8 @@ def test_null_values_mean_absent() -> None:
             {"name": "a", "type": "input", "action": {"action_type": "remote_transfer"}}]}}, "needs a url"),
         ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
             {"name": "a", "type": "input", "action": {"action_type": "remote_copy", "path": 5}}]}}, "needs a path"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a", "type": "input", "action": {"action_type": "remote_transfer", "url": ""}}]}}, "needs a url"),
         ({"job_id": "1", "command_line": "true", "remote_staging": {"action_mapper": "x"}}, "must be a JSON object"),
         ({"job_id": "1", "command_line": "true", "remote_staging": {"client_outputs": []}}, "must be a JSON object"),
         ({"job_id": "1", "command_line": "true", "remote_staging": {"action_mapper": {"paths": [1]}}},
