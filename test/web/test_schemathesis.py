@@ -22,9 +22,11 @@ why:
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import hypothesis
+import hypothesis.errors
 import pytest
 import schemathesis
 
@@ -108,6 +110,13 @@ def test_linked_calls_conform(live_server: PulsarServer) -> None:
         def before_call(self, case: schemathesis.Case) -> None:
             defuse(case)
 
-    Defused.run(settings=hypothesis.settings(
-        max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS, deadline=None, derandomize=True,
-        suppress_health_check=list(hypothesis.HealthCheck), database=None))
+    try:
+        Defused.run(settings=hypothesis.settings(
+            max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS, deadline=None, derandomize=True,
+            suppress_health_check=list(hypothesis.HealthCheck), database=None))
+    except hypothesis.errors.FlakyStrategyDefinition as exc:
+        # Jobs run on their own, so a replayed sequence can meet other answers than the first
+        # time (a job finished meanwhile) and Hypothesis stops generating.  That is no check
+        # failing (those raise schemathesis's FailureGroup), but the run was cut short: say so.
+        warnings.warn(f"linked schemathesis run stopped early, the server's answers changed on replay: {exc}",
+                      stacklevel=1)
