@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pulsar.errors import InvalidArgument
-from pulsar.jobs.directory import JobDirectory
+from pulsar.jobs.directory import JobDirectory, relative_parts
+from pulsar.protocol import NESTED_PATH_TYPES, PathType
+from pulsar.shared.action_mapper import FileActionMapper
+from pulsar.shared.actions import (
+    REMOTE_COPY,
+    SERVER_SETUP_ACTIONS,
+    SSH_ACTIONS,
+    URL_ACTIONS,
+    ActionError,
+    FileAction,
+)
 
 #: The private file of a job that holds the accepted request (`SubmitRequest.launch_config`).
 LAUNCH_CONFIG = "launch_config"
@@ -116,6 +126,49 @@ def _json_arg(args: Mapping[str, str], key: str, expected: type | tuple[type, ..
     return value
 
 
+def _check_remote_staging(remote_staging: dict[str, Any]) -> dict[str, Any]:
+    """What the server stages itself must parse: checked at submit, so a malformed
+    `remote_staging` is the client's 400 rather than a job that fails later in staging with a
+    KeyError or AttributeError for a reason.  `action_mapper` and `client_outputs` are objects
+    and the mapper builds; each `setup` entry names a target (`type`, `name`) and an action the
+    server can run."""
+    for key in ("action_mapper", "client_outputs"):
+        if remote_staging.get(key) is not None and not isinstance(remote_staging[key], dict):
+            raise InvalidArgument(f"remote_staging.{key} must be a JSON object")
+    mapper = remote_staging.get("action_mapper")
+    if mapper:
+        rules = mapper.get("paths")
+        if rules is not None and not (isinstance(rules, list) and all(isinstance(r, dict) for r in rules)):
+            raise InvalidArgument("remote_staging.action_mapper.paths must be a list of objects")
+        try:
+            FileActionMapper.from_dict(mapper)
+        except (ActionError, ValueError, TypeError) as exc:
+            raise InvalidArgument(f"remote_staging.action_mapper: {exc}") from None
+    entries = remote_staging.get("setup")
+    if entries is None:
+        return remote_staging
+    if not isinstance(entries, list):
+        raise InvalidArgument("remote_staging.setup must be a list")
+    for entry in entries:
+        if not (isinstance(entry, dict) and isinstance(entry.get("action"), dict) and isinstance(entry.get("name"), str)):
+            raise InvalidArgument("remote_staging.setup entries must be objects with an 'action' object and a 'name'")
+        try:
+            path_type = PathType(entry.get("type"))
+            relative_parts(entry["name"], nested=path_type in NESTED_PATH_TYPES)
+            action = FileAction.from_dict(entry["action"])
+        except (ValueError, ActionError) as exc:
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: {exc}") from None
+        if action.action_type not in SERVER_SETUP_ACTIONS:
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: action {action.action_type!r} "
+                                  "cannot be staged by the server")
+        needed = "url" if action.action_type in URL_ACTIONS else "path" if action.action_type in (
+            REMOTE_COPY, *SSH_ACTIONS) else None
+        if needed and not (isinstance(getattr(action, needed), str) and getattr(action, needed)):
+            raise InvalidArgument(f"remote_staging.setup entry {entry['name']!r}: a {action.action_type} action "
+                                  f"needs a {needed}")
+    return remote_staging
+
+
 def _check_env(env: list[Any]) -> list[dict[str, Any]]:
     for entry in env:
         if not isinstance(entry, dict):
@@ -196,7 +249,7 @@ def _request_from(values: Mapping[str, Any], *, extras: str) -> SubmitRequest:
         command_line=command_line,
         submit_params=dict(values.get("submit_params") or {}),
         setup_params=dict(values.get("setup_params") or {}),
-        remote_staging=dict(values.get("remote_staging") or {}),
+        remote_staging=_check_remote_staging(dict(values.get("remote_staging") or {})),
         env=_check_env(list(values.get("env") or [])),
         dependencies_description=values.get("dependencies_description"),
         dynamic_file_sources=list(sources),

@@ -122,7 +122,7 @@ class FileAction:
         action_type = data.get("action_type")
         if action_type == MESSAGE:
             return cls(MESSAGE, contents=data.get("contents") or "")
-        if action_type not in KNOWN_ACTIONS:
+        if not isinstance(action_type, str) or action_type not in KNOWN_ACTIONS:  # a list is unhashable
             raise ActionError(f"unknown action_type {action_type!r}")
         source = data.get("source")
         if isinstance(source, Mapping):

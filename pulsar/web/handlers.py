@@ -15,6 +15,7 @@ from webob import Response
 from pulsar.errors import InvalidArgument, NotFound
 from pulsar.jobs.file_cache import CacheDisabled, FileCache, alias_key, check_token
 from pulsar.telemetry import CONTENT_TYPE as METRICS_TYPE
+from pulsar.web import openapi
 from pulsar.web.digest_headers import repr_digest, wants_sha256
 from pulsar.web.ranges import RangeNotSatisfiable, entity_tag, settle_range
 from pulsar.web.request import Request
@@ -193,3 +194,11 @@ def metrics(request: Request) -> Response:
     """`GET /metrics`: the whole server's Prometheus metrics (under `/managers/{name}/` the
     same, like `/healthz`; the manager is a label inside)."""
     return metrics_response(request.app.metrics.exposition(), METRICS_TYPE)
+
+
+def openapi_description(request: Request) -> Response:
+    """`GET /openapi.json`: the OpenAPI description of this API (`pulsar.web.openapi`).  No
+    token, no manager lookup, like `/healthz`: it is the same for every server of a version
+    (anyone can build it from the source), names no secret, and tools fetch it before they
+    hold a token."""
+    return json_response(openapi.document())

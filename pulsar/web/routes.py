@@ -3,6 +3,7 @@
 Every route exists bare (manager `_default_`) and under `/managers/{name}/`.  Paths are
 matched against the percent-decoded path, anchored at both ends; `{var}` matches exactly
 one non-empty segment.  A wrong method is the same 404 as an unknown path (spec 2.6).
+`pulsar.web.openapi.OPERATIONS` describes each route (test/web/test_openapi.py checks it).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/cache", handlers.cache_insert),
     Route("GET", "/healthz", handlers.healthz, authenticated=False, polled=True),
     Route("GET", "/metrics", handlers.metrics, polled=True, public_metrics=True),
+    Route("GET", "/openapi.json", handlers.openapi_description, authenticated=False),
 )
 
 

@@ -58,6 +58,38 @@ def test_null_values_mean_absent() -> None:
         ({"job_id": "1", "command_line": "true", "touch_outputs": [1]}, "touch_outputs must be a list"),
         ({"job_id": "1", "command_line": "true", "env": [{"name": "1BAD", "value": "x"}]}, "invalid variable name"),
         ({"job_id": "1", "command_line": "true", "dynamic_file_sources": [{}]}, "dynamic_file_sources entries"),
+        # found by schemathesis: these were accepted and the job then failed in staging
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [{}]}}, "remote_staging.setup entries"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": {}}}, "remote_staging.setup must"),
+        ({"job_id": "1", "command_line": "true",
+          "remote_staging": {"setup": [{"name": "a", "type": "input", "action": {}}]}}, "unknown action_type"),
+        ({"job_id": "1", "command_line": "true",
+          "remote_staging": {"setup": [{"name": "a", "type": "input", "action": {"action_type": []}}]}},
+         "unknown action_type"),
+        ({"job_id": "1", "command_line": "true",
+          "remote_staging": {"setup": [{"name": "a", "type": "bad", "action": {"action_type": "remote_copy"}}]}},
+         "'a'"),
+        ({"job_id": "1", "command_line": "true",
+          "remote_staging": {"setup": [{"name": "a", "type": "input", "action": {"action_type": "copy"}}]}},
+         "cannot be staged by the server"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a\x00", "type": "input", "action": {"action_type": "message", "contents": "x"}}]}},
+         "NUL or control character"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "../a", "type": "input", "action": {"action_type": "message", "contents": "x"}}]}},
+         "outside its directory"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a", "type": "input", "action": {"action_type": "remote_transfer"}}]}}, "needs a url"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a", "type": "input", "action": {"action_type": "remote_copy", "path": 5}}]}}, "needs a path"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"setup": [
+            {"name": "a", "type": "input", "action": {"action_type": "remote_transfer", "url": ""}}]}}, "needs a url"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"action_mapper": "x"}}, "must be a JSON object"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"client_outputs": []}}, "must be a JSON object"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"action_mapper": {"paths": [1]}}},
+         "list of objects"),
+        ({"job_id": "1", "command_line": "true", "remote_staging": {"action_mapper": {"paths": [{"action": "nope"}]}}},
+         "action_mapper"),
     ],
 )
 def test_bad_shapes_name_the_key(body: dict[str, Any], message: str) -> None:

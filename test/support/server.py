@@ -8,6 +8,7 @@ start raise `ServerError` with the end of that log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 import yaml
@@ -133,6 +134,16 @@ def start_server(config_dir: Path, *, app_config: dict[str, Any] | None = None, 
     write_app_config(config_dir, options)
     server = PulsarServer(config_dir, port or free_port(), options.get("private_token"), **kwargs)
     return server.start()
+
+
+@contextlib.contextmanager
+def running_server(config_dir: Path, **kwargs: Any) -> Iterator[PulsarServer]:
+    """`start_server`, stopped gracefully when the block ends (a module fixture's whole life)."""
+    server = start_server(config_dir, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def http_get(url: str, params: dict[str, str] | None = None, token: str | None = None, *,

@@ -17,6 +17,7 @@ CASES = [
     ("PUT", "/jobs/42/cancel", handlers.cancel, {"job_id": "42"}),
     ("DELETE", "/jobs/42", handlers.clean, {"job_id": "42"}),
     ("GET", "/healthz", handlers.healthz, {}),
+    ("GET", "/openapi.json", handlers.openapi_description, {}),
 ]
 
 
@@ -74,4 +75,4 @@ def test_job_ids_are_single_segments_with_any_characters() -> None:
 def test_table_lists_each_route_once() -> None:
     keys = [(route.method, route.pattern) for route in ROUTES]
     assert len(keys) == len(set(keys))
-    assert [route.pattern for route in ROUTES if not route.authenticated] == ["/healthz"]
+    assert [route.pattern for route in ROUTES if not route.authenticated] == ["/healthz", "/openapi.json"]
