@@ -10,8 +10,9 @@ app factory and `app_config`, sections for uWSGI and circus, and logging section
 * `pulsar_systemd_runner: webless`: `VENV/bin/pulsar -m webless -c CONFIG`
 
 Here those files are rendered as the role would render them for its default variables (our
-own rendering, not the role's templates), and each command -- plus our contrib/pulsar.service's
-`pulsar -c CONFIG` -- starts from them, serves a job where it has a web server, and stops on
+own rendering, not the role's templates), and each command -- plus `paster serve` with
+`pulsar_server_egg: pulsar-app` and our contrib/pulsar.service's `pulsar -c CONFIG` -- starts
+from them, serves a job where it has a web server, and stops on
 SIGTERM.  The uWSGI runner (`uwsgi --ini-paste`) needs uWSGI, which this project neither ships
 nor tests.
 """
@@ -37,10 +38,11 @@ VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
 
 #: The role's server.ini for pulsar_host "localhost", pulsar_log_level DEBUG and no
-#: pulsar_ssl_pem / pulsar_uwsgi_socket (the role's defaults).
+#: pulsar_ssl_pem / pulsar_uwsgi_socket (the role's defaults); `server_egg` is its
+#: pulsar_server_egg (default Paste#http).
 ROLE_SERVER_INI = """\
 [server:main]
-use = egg:Paste#http
+use = egg:{server_egg}
 port = {port}
 host = localhost
 
@@ -124,14 +126,14 @@ def role_yaml_config(root: Path) -> dict[str, object]:
     }
 
 
-def render_role_files(root: Path, port: int, yaml_config: dict[str, object]) -> Path:
+def render_role_files(root: Path, port: int, yaml_config: dict[str, object], server_egg: str = "Paste#http") -> Path:
     """pulsar_config_dir as the role leaves it; returns that directory."""
     config_dir = root / "config"
     config_dir.mkdir(parents=True)
     # app.yml.j2: a document start, a blank line, then to_nice_yaml (indent 4, sorted keys)
     (config_dir / "app.yml").write_text(
         "---\n\n" + yaml.safe_dump(yaml_config, indent=4, sort_keys=True, default_flow_style=False) + "\n")
-    (config_dir / "server.ini").write_text(ROLE_SERVER_INI.format(port=port, config_dir=config_dir))
+    (config_dir / "server.ini").write_text(ROLE_SERVER_INI.format(port=port, config_dir=config_dir, server_egg=server_egg))
     (config_dir / "local_env.sh").write_text(ROLE_LOCAL_ENV)
     for directory in ("files/staging", "files/persisted_data", "dependencies"):
         (root / directory).mkdir(parents=True, exist_ok=True)
@@ -172,21 +174,27 @@ def stop(process: subprocess.Popen[bytes], log_path: Path) -> int:
         raise AssertionError(f"ignored SIGTERM:\n{log_path.read_text(errors='replace')}") from None
 
 
-#: runner -> (argv given the config dir, exit status on SIGTERM)
+def paster_serve(config: Path) -> list[str]:
+    return [sys.executable, str(VENV_BIN / "paster"), "serve", str(config / "server.ini")]
+
+
+#: runner -> (argv given the config dir, pulsar_server_egg, exit status on SIGTERM)
 WEB_RUNNERS = {
-    # the role's default unit; Paste's httpserver installs no SIGTERM handler and dies of it
-    "role paste": (lambda config: [sys.executable, str(VENV_BIN / "paster"), "serve", str(config / "server.ini")],
-                   -signal.SIGTERM),
+    # the role's default unit and server.ini; Paste's httpserver installs no SIGTERM handler
+    # and dies of it
+    "role paste": (paster_serve, "Paste#http", -signal.SIGTERM),
+    # the same with pulsar_server_egg: pulsar-app, our server runner's entry point
+    "role paste, our server": (paster_serve, "pulsar-app", 0),
     # contrib/pulsar.service, pointed at the role's config directory
-    "contrib unit": (lambda config: [str(VENV_BIN / "pulsar"), "-c", str(config)], 0),
+    "contrib unit": (lambda config: [str(VENV_BIN / "pulsar"), "-c", str(config)], "Paste#http", 0),
 }
 
 
 @pytest.mark.parametrize("runner", list(WEB_RUNNERS))
 def test_role_files_serve_a_job(tmp_path: Path, runner: str) -> None:
+    command, server_egg, exit_status = WEB_RUNNERS[runner]
     port = free_port()
-    config_dir = render_role_files(tmp_path, port, role_yaml_config(tmp_path))
-    command, exit_status = WEB_RUNNERS[runner]
+    config_dir = render_role_files(tmp_path, port, role_yaml_config(tmp_path), server_egg)
     process, log_path = start(command(config_dir), tmp_path)
     url = f"http://localhost:{port}/"
     try:
