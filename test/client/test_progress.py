@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -21,7 +20,7 @@ from pulsar.jobs.directory import JobDirectory
 from pulsar.shared.action_mapper import FileActionMapper
 from pulsar.util.progress import MIB, ProgressPolicy
 from test.support.http import Api
-from test.support.server import DEFAULT_TOKEN, PulsarServer, start_server
+from test.support.server import DEFAULT_TOKEN, PulsarServer
 
 BIG = 64 * MIB + 12345
 INTERVAL = 8.0  # clock turns between two lines of one transfer
@@ -36,15 +35,6 @@ class TurningClock:
     def __call__(self) -> float:
         self.readings += 1
         return float(self.readings)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulsarServer]:
-    running = start_server(tmp_path_factory.mktemp("progress-server"))
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def sparse_file(path: Path, size: int) -> Path:
@@ -70,11 +60,12 @@ def check_lines(lines: list[str], what: str, clock: TurningClock) -> None:
 
 
 @pytest.mark.parametrize("transport_name", ["http", "requests"])
-def test_big_upload_and_download_log_progress_small_ones_do_not(server: PulsarServer, transport_name: str,
+def test_big_upload_and_download_log_progress_small_ones_do_not(pulsar_server: PulsarServer, transport_name: str,
                                                                 tmp_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pulsar.client.http_api")
     job_id = f"progress-{transport_name}"
+    server = pulsar_server
     Api(server.url, DEFAULT_TOKEN).setup(job_id)
     clock = TurningClock()
     api = HttpApi(server.url, get_transport(transport_name, timeout=60), private_token=DEFAULT_TOKEN,
