@@ -17,7 +17,7 @@ help:
 	@echo "bench       run bench/run.py (our server and client against the reference, HTTP and message queue)"
 	@echo "bench-mq    only its message-queue section (needs RabbitMQ on 127.0.0.1:5672)"
 	@echo "bench-wsgi  run bench/wsgi_servers.py (our app under our server, Paste, waitress, cheroot, gunicorn)"
-	@echo "dist        build an sdist and a wheel into dist/"
+	@echo "dist        build an sdist and a wheel (from that sdist) into dist/"
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,11 @@ bench-mq:
 bench-wsgi:
 	$(VPY) bench/wsgi_servers.py
 
+# The sdist first, then the wheel built from it (python -m build's default), each in a fresh
+# build environment: what a release uploads, and proof that the sdist is complete.
 dist:
 	rm -rf dist build
-	$(VPY) -m pip wheel --no-deps -q -w dist .
-	$(VPY) setup.py -q sdist -d dist
+	$(VPY) -m build --outdir dist .
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache

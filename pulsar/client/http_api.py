@@ -17,21 +17,18 @@ import json
 import logging
 import os
 import re
-import time
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlencode, urljoin
 
 from pulsar.client.exceptions import IntegrityError, OutputNotFound, PulsarClientTransportError
 from pulsar.client.transport.base import FileBody, HttpRequest, HttpResponse, Transport
 from pulsar.util.fileio import PartialFile, StreamResult, TruncatedStream
+from pulsar.util.progress import DEFAULT_PROGRESS, ProgressPolicy
 from pulsar.util.retry import RetryActionExecutor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Transfers at least this big are logged with progress.
-LARGE_TRANSFER = 64 * 1024 * 1024
-PROGRESS_STEP = 256 * 1024 * 1024
 ERROR_BODY_LIMIT = 64 * 1024
 
 
@@ -113,36 +110,19 @@ def _announced_sha256(headers: Callable[[str], str | None]) -> str | None:
     return None
 
 
-class _Progress:
-    def __init__(self, what: str, total: int | None):
-        self.what = what
-        self.total = total
-        self.started = time.monotonic()
-        self.next_report = PROGRESS_STEP
-        self.large = total is not None and total >= LARGE_TRANSFER
-        if self.large:
-            log.info("%s: starting, %d bytes", what, total)
-
-    def __call__(self, done: int) -> None:
-        if self.large and done >= self.next_report:
-            log.info("%s: %d of %s bytes", self.what, done, self.total)
-            self.next_report += PROGRESS_STEP
-
-    def finish(self, done: int) -> None:
-        if self.large:
-            elapsed = max(time.monotonic() - self.started, 1e-6)
-            log.info("%s: done, %d bytes in %.1f s (%.1f MiB/s)", self.what, done, elapsed, done / elapsed / 2**20)
-
-
 class HttpApi:
-    """The HTTP conversation with one server (base URL already includes any manager prefix)."""
+    """The HTTP conversation with one server (base URL already includes any manager prefix).
+
+    Uploads and downloads of `progress.threshold` bytes and more log their progress at INFO
+    (`pulsar.util.progress`)."""
 
     def __init__(self, base_url: str, transport: Transport, private_token: str | None = None,
-                 retry: RetryPolicy = RetryPolicy()):
+                 retry: RetryPolicy = RetryPolicy(), progress: ProgressPolicy = DEFAULT_PROGRESS):
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.transport = transport
         self.private_token = private_token
         self.retry = retry
+        self.progress = progress
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -197,7 +177,9 @@ class HttpApi:
         def attempt() -> Any:
             body: bytes | FileBody
             body = contents if contents is not None else FileBody(str(file_path))
-            progress = _Progress(f"upload {params.get('name')}", len(body))
+            progress = self.progress.start(log, f"upload {params.get('name')}", len(body))
+            if isinstance(body, FileBody):
+                body.on_progress = progress
             try:
                 response, url = self._exchange("POST", path, params, body)
                 raw = self._read_all(response)
@@ -247,7 +229,8 @@ class HttpApi:
                 response, _ = self._exchange("GET", path, params, headers=resume.request_headers())
                 try:
                     length = resume.accept(response)
-                    progress = _Progress(f"download {params.get('name')}", resume.total)
+                    progress = self.progress.start(log, f"download {params.get('name')}", resume.total,
+                                                   done=partial.received)
                     try:
                         partial.receive(response, length, on_progress=progress)
                     except TruncatedStream as exc:

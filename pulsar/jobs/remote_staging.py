@@ -37,6 +37,7 @@ from pulsar.shared.collection import RemoteListing, plan_output_collection
 from pulsar.shared.multipart import MultipartFileBody
 from pulsar.util.fileio import BLOCK_SIZE, atomic_write_bytes, copy_file, stream_to_file
 from pulsar.util.logsafe import printable
+from pulsar.util.progress import DEFAULT_PROGRESS, ProgressPolicy, TransferProgress
 from pulsar.util.retry import RetryActionExecutor
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ Transferred = Callable[[int, float], None]
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Connect and read timeouts for transfers (seconds).
 TIMEOUT = (30.0, 300.0)
+#: Which transfers log progress lines, how often (tests shorten the interval).
+PROGRESS: ProgressPolicy = DEFAULT_PROGRESS
 #: How much of a dynamic file source (galaxy.json) is read to find referenced outputs.
 DYNAMIC_SOURCE_LIMIT = 16 * 1024 * 1024
 
@@ -123,10 +126,12 @@ def _fetch_url(url: str, target: Path, dir_fd: int | None = None) -> None:
         _check(response, f"GET {_redact(url)}")
         length_header = response.headers.get("Content-Length")
         length = int(length_header) if length_header and not response.headers.get("Content-Encoding") else None
+        progress = PROGRESS.start(log, f"fetch {printable(target.name)} from {_redact(url)}", length)
         try:
-            stream_to_file(_Decoded(response.raw), target, length=length, dir_fd=dir_fd)
+            result = stream_to_file(_Decoded(response.raw), target, length=length, dir_fd=dir_fd, on_progress=progress)
         except (OSError, requests.RequestException) as exc:
             raise TransferError(f"GET {_redact(url)} interrupted: {exc}") from exc
+        progress.finish(result.size)
 
 
 def write_to_path(action: FileAction, job_directory: JobDirectory, path_type: PathType, name: str,
@@ -201,7 +206,7 @@ def stage_in(job_directory: JobDirectory, remote_staging: Mapping[str, Any], is_
 def _post_file(url: str, source: Path, filename: str | None = None) -> None:
     if _post_plain(url, source, filename):
         return
-    body = MultipartFileBody(str(source), field_name="file", filename=filename, block_size=BLOCK_SIZE)
+    body = _multipart_body(url, source, filename)
     try:
         response = requests.post(url, data=body, headers={"Content-Type": body.content_type}, timeout=TIMEOUT)
     except requests.RequestException as exc:
@@ -210,6 +215,20 @@ def _post_file(url: str, source: Path, filename: str | None = None) -> None:
         body.close()
     with response:
         _check(response, f"POST {_redact(url)}")
+    _finished(body)
+
+
+def _multipart_body(url: str, source: Path, filename: str | None) -> MultipartFileBody:
+    """The POST body of one output, reporting progress when it is big."""
+    body = MultipartFileBody(str(source), field_name="file", filename=filename, block_size=BLOCK_SIZE)
+    name = printable(filename or source.name)
+    body.on_progress = PROGRESS.start(log, f"send {name} to {_redact(url)}", body.file_size)
+    return body
+
+
+def _finished(body: MultipartFileBody) -> None:
+    if isinstance(body.on_progress, TransferProgress):
+        body.on_progress.finish(body.file_sent)
 
 
 def _post_plain(url: str, source: Path, filename: str | None = None) -> bool:
@@ -224,7 +243,7 @@ def _post_plain(url: str, source: Path, filename: str | None = None) -> bool:
     if parts.scheme != "http" or not parts.hostname or "@" in parts.netloc or "http" in proxies or "all" in proxies:
         return False
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    body = MultipartFileBody(str(source), field_name="file", filename=filename, block_size=BLOCK_SIZE)
+    body = _multipart_body(url, source, filename)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT[0])
     try:
         with body:
@@ -240,6 +259,7 @@ def _post_plain(url: str, source: Path, filename: str | None = None) -> bool:
         if response.status >= 400:
             text = detail.decode("utf-8", "replace")
             raise TransferError(f"POST {_redact(url)}: HTTP {response.status} {text}".strip(), response.status)
+        _finished(body)
         return True
     except (OSError, http.client.HTTPException) as exc:
         raise TransferError(f"POST {_redact(url)} failed: {exc}") from exc

@@ -8,6 +8,10 @@ config file, pre-existing working and metadata files, outputs of all three kinds
 (outputs/, working/ incl. `from_work_dir` and `galaxy.json` references, metadata/), a
 version file and a non-zero exit code.  The tool script checks its inputs on the server;
 this program checks the outputs it gets back.  Exit status 0 means every check passed.
+
+It ends with the time each phase took (setup, staging in, submit, wait, staging out, clean),
+so a slow deployment shows where the time goes: the network (staging), the scheduler (wait)
+or the server itself (setup, submit, clean).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 from pulsar.client import (
     CLIENT_INPUT_PATH_TYPES,
@@ -273,6 +277,42 @@ class CheckJob:
         return problems
 
 
+PHASES = ("setup", "staging in", "submit", "wait", "staging out", "clean")
+
+
+class PhaseTimer:
+    """Laps of one check run: `start(phase)` ends the running phase and starts the next."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.seconds: dict[str, float] = {}
+        self._current: str | None = None
+        self._since = 0.0
+
+    def start(self, phase: str | None) -> None:
+        """Start `phase` (None: stop timing)."""
+        now = self.clock()
+        if self._current is not None:
+            self.seconds[self._current] = self.seconds.get(self._current, 0.0) + now - self._since
+        self._current, self._since = phase, now
+
+    def before(self, method: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        """`method`, starting `phase` when it is called (the client's launch and clean
+        calls mark where `submit_job` and `finish_job` move from transfers to the server)."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.start(phase)
+            return method(*args, **kwargs)
+
+        return timed
+
+    def report(self) -> str:
+        """One line: every phase in order, `-` for one that did not run."""
+        parts = [f"{phase} {self.seconds[phase]:.2f} s" if phase in self.seconds else f"{phase} -" for phase in PHASES]
+        parts += [f"{phase} {seconds:.2f} s" for phase, seconds in self.seconds.items() if phase not in PHASES]
+        return "phase timings: " + ", ".join(parts) + f"; total {sum(self.seconds.values()):.2f} s"
+
+
 def run_check(url: str, private_token: str | None = None, transport: str | None = None,
               default_file_action: str = actions.TRANSFER, job_id: str = "123456", disable_cleanup: bool = False,
               test_errors: bool = False, legacy: bool = False, python: str = "python3", timeout: float = 120.0,
@@ -282,7 +322,9 @@ def run_check(url: str, private_token: str | None = None, transport: str | None 
 
     For remote_transfer a job-files endpoint is started on 127.0.0.1 unless `files_server`
     (serving a root that contains the check's temp directory) is given.  `destination`
-    adds destination params (e.g. `jobs_directory` for client-side setup)."""
+    adds destination params (e.g. `jobs_directory` for client-side setup).  The time of
+    each phase goes to `log` as one `phase timings:` line, whether the check passed or not."""
+    timer = PhaseTimer()
     root = tempfile.mkdtemp(prefix="pulsar-check-", dir=files_server.httpd.root if files_server else None)
     job = CheckJob(root, default_file_action, legacy, python)
     own_files_server = None
@@ -295,9 +337,14 @@ def run_check(url: str, private_token: str | None = None, transport: str | None 
             extra["files_endpoint"] = files_server.files_endpoint
         manager = build_client_manager(transport=transport, **(manager_options or {}))
         client = manager.get_client({**job.destination(url, private_token), **(destination or {})}, job_id, **extra)
+        timer.start("setup")
         job_config = client.setup("pulsar_check", "1.0.1")
+        timer.start("staging in")
         description, client_outputs = job.describe(client, job_config)
+        client.launch = timer.before(client.launch, "submit")
+        client.clean = timer.before(client.clean, "clean")
         external_id = submit_job(client, description, job_config)
+        timer.start("wait")
         log(f"submitted job {external_id}")
         deadline = time.monotonic() + timeout
         status = "unknown"
@@ -314,7 +361,9 @@ def run_check(url: str, private_token: str | None = None, transport: str | None 
             return [f"job did not finish within {timeout}s (last status {status!r})"]
         full_status = client.full_status()
         if test_errors:  # while the job still exists on the server
+            timer.start("error checks")
             problems.extend(_check_errors(client, root, log))
+        timer.start("staging out")
         failures = finish_job(
             client=client,
             cleanup_job="never" if disable_cleanup else "always",
@@ -322,12 +371,15 @@ def run_check(url: str, private_token: str | None = None, transport: str | None 
             client_outputs=client_outputs,
             pulsar_outputs=PulsarOutputs.from_status_response(full_status),
         )
+        timer.start(None)
         problems.extend(f"collecting outputs failed: {f}" for f in failures)
         problems.extend(job.verify(full_status, str(external_id)))
         manager.shutdown()
     except Exception as exc:  # report, never a traceback, for a command-line tool
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:
+        timer.start(None)
+        log(timer.report())
         if own_files_server is not None:
             own_files_server.stop()
         if disable_cleanup:

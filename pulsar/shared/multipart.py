@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from pulsar.util.fileio import BLOCK_SIZE
 
@@ -22,7 +22,8 @@ class MultipartFileBody:
 
     Iterable (yields bytes blocks), readable (`read(n)`), and `len()` gives the exact byte
     count, which `requests` turns into Content-Length.  Use as a context manager or call
-    `close()` to release the file.
+    `close()` to release the file.  `on_progress`, when set, gets the running count of file
+    bytes read for sending after each block (progress lines of big transfers).
     """
 
     def __init__(self, path: str, field_name: str = "file", filename: str | None = None,
@@ -44,6 +45,8 @@ class MultipartFileBody:
         self._handle: IO[bytes] | None = None
         self._pending = b""
         self._stage = 0  # 0 head, 1 file, 2 tail, 3 done
+        self.file_sent = 0
+        self.on_progress: Callable[[int], None] | None = None
 
     def _part_header(self, disposition: str, extra: str = "") -> bytes:
         return f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n{extra}\r\n".encode("utf-8")
@@ -65,6 +68,9 @@ class MultipartFileBody:
                 assert self._handle is not None
                 block = self._handle.read(self.block_size)
                 if block:
+                    self.file_sent += len(block)
+                    if self.on_progress is not None:
+                        self.on_progress(self.file_sent)
                     return block
                 self._handle.close()
                 self._stage = 2

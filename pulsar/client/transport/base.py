@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import IO, Iterable, Iterator, Mapping, Protocol
+from typing import IO, Callable, Iterable, Iterator, Mapping, Protocol
 
 from pulsar.util.fileio import BLOCK_SIZE
 
@@ -25,7 +25,8 @@ class FileBody:
     `len()` is the file size so the request carries Content-Length, never chunked encoding.
     HTTP transports send `sized_blocks()`, not the body itself: given anything with `read`,
     urllib3 and http.client pull it in 16 KiB / 8 KiB blocks (one Python round of read,
-    hash and send per block), which halves upload speed.
+    hash and send per block), which halves upload speed.  `on_progress`, when set, gets the
+    running count of bytes read for sending after each block (progress lines of big uploads).
     """
 
     def __init__(self, path: str, block_size: int = UPLOAD_BLOCK_SIZE):
@@ -35,6 +36,7 @@ class FileBody:
         self.sent = 0
         self._digest = hashlib.sha256()
         self._handle: IO[bytes] | None = None
+        self.on_progress: Callable[[int], None] | None = None
 
     def _file(self) -> IO[bytes]:
         if self._handle is None:
@@ -51,6 +53,8 @@ class FileBody:
         block = self._file().read(size) if size > 0 else b""
         self._digest.update(block)
         self.sent += len(block)
+        if self.on_progress is not None:
+            self.on_progress(self.sent)
         return block
 
     def __iter__(self) -> Iterator[bytes]:
@@ -77,6 +81,8 @@ class FileBody:
                 block = view[:count]
                 self._digest.update(block)
                 self.sent += count
+                if self.on_progress is not None:
+                    self.on_progress(self.sent)
                 yield block
 
     def rewind(self) -> None:
