@@ -105,7 +105,9 @@ def test_a_scrape_after_jobs_shows_exact_counts(server: Server) -> None:
         assert (status, body) == (206, INPUT[990:])
         downloaded += len(INPUT) + 10
     # failed: the server cannot stage a `none` action itself, so staging in fails the job
-    bad = {"setup": [{"type": "input", "name": "x", "action": {"action_type": "none", "path": "/nowhere"}}]}
+    # staging in from a port nobody listens on fails the job (before it runs)
+    bad = {"setup": [{"type": "input", "name": "x",
+                      "action": {"action_type": "remote_transfer", "url": "http://127.0.0.1:9/nowhere"}}]}
     submit(url, "bad", "true", remote_staging=json.dumps(bad))
     assert wait_terminal(url, "bad") == "failed"
     # cancelled while it runs
