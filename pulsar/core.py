@@ -30,7 +30,7 @@ from pulsar.jobs.toolbox import build_tool_policy
 from pulsar.managers.environment import JobEnvironment
 from pulsar.managers.registry import build_manager
 from pulsar.options import app_options, default, manager_options
-from pulsar.telemetry import ServerMetrics
+from pulsar.telemetry import ServerMetrics, build_metrics
 
 if TYPE_CHECKING:
     from pulsar.messaging.bind import MessageQueueBinding
@@ -137,7 +137,7 @@ class PulsarApp:
         self.max_request_line = int(options.get("max_request_line") or DEFAULT_MAX_REQUEST_LINE)
         #: `GET /metrics` without the token, for loopback clients (`pulsar.web.app`).
         self.metrics_public = bool(options.get("metrics_public", False))
-        self.metrics = ServerMetrics()
+        self.metrics = build_metrics()
         persistence = options.get("persistence_directory", DEFAULT_PERSISTENCE_DIRECTORY)
         self.persistence_directory = (
             None if persistence in (None, "", "__none__") else Path(os.path.abspath(str(persistence)))
@@ -182,7 +182,7 @@ class PulsarApp:
                 self.bindings = wiring.build_bindings(self.services, options, self.persistence_directory)
             self.metrics.watch(lambda: self.services, lambda: self.bindings)
             for service in self.services.values():  # after the bindings: they hear recovery
-                self.metrics.recovered.labels(service.name).inc(service.start())
+                self.metrics.recovered_jobs(service.name, service.start())
             for binding in self.bindings:
                 binding.start()
         except BaseException:

@@ -16,20 +16,29 @@ Where the figures come from, so nothing is counted twice or in many places:
 Label values are bounded: manager names come from the configuration (a request naming an
 unknown manager fails before anything is counted), routes from the route table, HTTP
 methods are folded into a fixed set.
+
+prometheus_client is imported only when an app builds its metrics (`build_metrics`): Galaxy
+imports `pulsar.core` and builds the app in its own venv, where this package is installed
+with `--no-deps` (README, "Inside Galaxy"); there the app runs without metrics and
+`/metrics` answers 501.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
+from pulsar.errors import PulsarError
 from pulsar.jobs.events import StateObserver
 from pulsar.jobs.state import JobState
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+log = logging.getLogger(__name__)
 
 #: Content-Type of the exposition: text format 0.0.4, what `generate_latest` writes for our
 #: (plain ASCII) names and what every Prometheus version reads -- prometheus_client's own
@@ -51,10 +60,27 @@ TRANSFER_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 TransferObserver = Callable[[int, float], None]
 
 
+class MetricsUnavailable(PulsarError):
+    """`GET /metrics` on a server whose environment lacks prometheus_client."""
+
+    http_status = 501
+    error = "metrics_unavailable"
+
+
+def build_metrics() -> ServerMetrics:
+    """The app's metrics; a `NullMetrics` (and one log line) without prometheus_client."""
+    if importlib.util.find_spec("prometheus_client") is None:
+        log.info("prometheus_client is not installed: no metrics (GET /metrics answers 501)")
+        return NullMetrics()
+    return ServerMetrics()
+
+
 class ServerMetrics:
     """Every metric of one app, in its own `CollectorRegistry`."""
 
     def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.submissions = Counter(
@@ -91,6 +117,8 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         """The text format of every metric, as of now."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
     # -- managers -------------------------------------------------------------------------
@@ -118,6 +146,9 @@ class ServerMetrics:
 
     def transferred(self, manager: str, direction: str, via: str, size: int, duration: float) -> None:
         self.transfer_observer(manager, direction, via)(size, duration)
+
+    def recovered_jobs(self, manager: str, count: int) -> None:
+        self.recovered.labels(manager).inc(count)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -169,7 +200,37 @@ class _JobTimings:
             self._entered[job_id] = now
 
 
-class _AppCollector(Collector):
+class NullMetrics(ServerMetrics):
+    """The same calls, counting nothing (see `build_metrics`)."""
+
+    def __init__(self) -> None:  # no registry: prometheus_client is not there
+        pass
+
+    def exposition(self) -> bytes:
+        raise MetricsUnavailable("this server has no metrics: prometheus_client is not installed")
+
+    def add_manager(self, name: str) -> None:
+        pass
+
+    def observe_jobs(self, manager: str) -> StateObserver:
+        return lambda job_id, previous, state: None
+
+    def transfer_observer(self, manager: str, direction: str, via: str) -> TransferObserver:
+        return lambda size, duration: None
+
+    def recovered_jobs(self, manager: str, count: int) -> None:
+        pass
+
+    def request_done(self, route: str, method: str, status: int, duration: float) -> None:
+        pass
+
+    def watch(self, services: Callable[[], Mapping[str, Any]], bindings: Callable[[], Iterable[Any]]) -> None:
+        pass
+
+
+class _AppCollector:
+    """What is read at scrape time (a prometheus_client collector: `collect`, `describe`)."""
+
     def __init__(self, services: Callable[[], Mapping[str, Any]], bindings: Callable[[], Iterable[Any]]):
         self._services = services
         self._bindings = bindings
@@ -178,6 +239,8 @@ class _AppCollector(Collector):
         return []  # the families depend on the app at scrape time
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         jobs = GaugeMetricFamily("pulsar_jobs", "Unfinished jobs, by manager and state.", labels=["manager", "state"])
         for name, service in self._services().items():
             counts = service.table.state_counts()

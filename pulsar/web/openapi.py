@@ -222,7 +222,8 @@ OPERATIONS: dict[tuple[str | None, str], Operation] = {
         "The whole server's metrics in the Prometheus text format (the manager is a label).  Needs the "
         "token unless `metrics_public` lets loopback clients in.",
         {200: {"description": "The Prometheus text exposition.",
-               "content": {"text/plain": {"schema": {"type": "string"}}}}},
+               "content": {"text/plain": {"schema": {"type": "string"}}}},
+         501: None},
     ),
     ("GET", "/healthz"): Operation(
         "healthz", "Is the server up",

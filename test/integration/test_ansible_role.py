@@ -206,7 +206,8 @@ def test_role_files_serve_a_job(tmp_path: Path, runner: str) -> None:
         raise
     assert stop(process, log_path) == exit_status, log_path.read_text(errors="replace")
     staging = tmp_path / "files" / "staging"  # pulsar_staging_dir was used, and the job cleaned
-    assert [p.name for p in staging.iterdir()] == [".trash"]
+    assert sorted(p.name for p in staging.iterdir()) == [".private", ".trash"]  # the server's own; no job left
+    assert list((staging / ".private").iterdir()) == []
 
 
 def test_role_webless_runner_starts_and_stops(tmp_path: Path) -> None:

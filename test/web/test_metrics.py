@@ -212,3 +212,20 @@ def test_two_apps_in_one_process_count_apart(make_app: Callable[..., PulsarApp],
                  manager="_default_", outcome="cancelled") == 1
     assert value(parse(second.metrics.exposition().decode()), "pulsar_job_outcomes_total",
                  manager="_default_", outcome="cancelled") == 0
+
+
+def test_without_prometheus_client_the_app_runs_and_metrics_is_501(
+        make_app: Callable[..., PulsarApp], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Galaxy installs this package with --no-deps into its own venv (README, "Inside
+    Galaxy"): without prometheus_client the app still builds and runs jobs (test/galaxy runs
+    Galaxy's embedded runner in such a venv); /metrics says why it has nothing."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "prometheus_client" else real_find_spec(name, *a))
+    app = make_app(private_token=TOKEN)
+    wsgi = build_wsgi_app(app)
+    result = call(wsgi, "GET", "/metrics", query=f"private_token={TOKEN}")
+    assert result.status == 501 and json.loads(result.body)["error"] == "metrics_unavailable"
+    assert call(wsgi, "POST", "/jobs", query=f"private_token={TOKEN}&job_id=n1").status == 200
